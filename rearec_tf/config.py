@@ -1,0 +1,257 @@
+"""The one typed configuration object of rearec-tf.
+
+Every hyper-parameter of data preparation, model, objective and training lives in
+:class:`Config`. It serialises to JSON (``config.json`` is written next to every run,
+checkpoint and export) so any result can be re-run from its folder::
+
+    cfg = Config.preset("paper", dataset="beauty", method="prl")
+    cfg.save("runs/x/config.json")
+    same = Config.load("runs/x/config.json")
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Any, Dict, Optional, Tuple
+
+METHODS = ("base", "erl", "prl")
+BACKBONES = ("sasrec",)
+LOSSES = ("full_softmax", "retrieval")
+SAMPLE_MODES = ("prefix", "all")
+SPLITS = ("loo", "timestamp")
+
+
+@dataclass
+class Config:
+    # ----------------------------------------------------------------- data
+    dataset: str = "beauty"
+    """Named dataset (ml-1m, beauty, sports, toys, yelp, lastfm, ml-100k) or ``file``."""
+    data_dir: Optional[str] = None
+    """Folder holding the named datasets; default ``$REAREC_DATA_DIR``."""
+    data_file: Optional[str] = None
+    """For ``dataset='file'``: path of an interaction log (csv, parquet, txt, inter)."""
+    data_format: Optional[str] = None
+    """Reader for ``data_file``: pairs, sequences, inter, movielens, csv, parquet."""
+    user_col: str = "user_id"
+    item_col: str = "item_id"
+    time_col: Optional[str] = "timestamp"
+    k_core: int = 0
+    """Keep users and items with at least this many interactions (0 = no filtering)."""
+    split: str = "loo"
+    """``loo`` (leave-one-out: last item test, second-to-last valid) or ``timestamp``."""
+    split_quantiles: Tuple[float, float] = (0.8, 0.9)
+    """Global timestamp split: interaction quantiles where validation and test begin."""
+    max_len: int = 50
+    sample_mode: str = "prefix"
+    """``prefix``: one sample per target, loss on the last position (the release);
+    ``all``: one window per user, loss on every position (SASRec-style, faster)."""
+
+    # ---------------------------------------------------------------- model
+    backbone: str = "sasrec"
+    hidden_size: int = 256
+    num_layers: int = 2
+    num_heads: int = 2
+    ffn_size: int = 300
+    hidden_dropout: float = 0.5
+    attention_dropout: float = 0.5
+    input_dropout: float = 0.2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+
+    # ------------------------------------------------------------ reasoning
+    method: str = "base"
+    """``base`` (the backbone alone), ``erl`` or ``prl``."""
+    reason_steps: int = 2
+    """K, the number of latent reasoning steps used in training (ignored by base)."""
+    max_reason_steps: int = 8
+    """Size of the reasoning position table and the largest K' allowed at inference."""
+    temperature: Optional[float] = None
+    """Softmax temperature τ of the scores. ``None`` = method default (base 1.0,
+    erl 0.5, prl 0.5; the release's 0.07 makes ERL diverge to NaN)."""
+    erl_lambda: float = 0.05
+    erl_rec_loss: str = "pooled"
+    """``pooled`` (CE on the mean of r0..rK: paper v3 and release) or ``per_step``."""
+    erl_pairs: str = "ordered"
+    """``ordered`` (mean over i≠j, the release) or ``upper`` (sum over i<j, the paper)."""
+    prl_alpha: float = 5.0
+    prl_noise_std: float = 0.01
+    """Std of the RCL noise (release 0.01; the paper's variance 0.01 means std 0.1)."""
+    prl_warmup_epochs: int = 2
+    """Epochs before the reasoning-aware contrastive loss starts (release: 2)."""
+    prl_pl_weight: float = 1.0
+    prl_cl_weight: float = 1.0
+    prl_step_weighting: str = "mean"
+    """``mean`` over the earlier steps (release) or ``sum`` (paper Eq. 10)."""
+    warmup_epochs: int = 0
+    """Epochs that train the backbone alone (K=0) before reasoning is switched on."""
+
+    # ----------------------------------------------------------------- loss
+    loss: str = "full_softmax"
+    """``full_softmax`` (exact CE over the catalogue, the paper's) or ``retrieval``
+    (TFRS retrieval task with in-batch negatives, log-Q correction, hit removal)."""
+    logq_correction: bool = True
+    remove_accidental_hits: bool = True
+
+    # ------------------------------------------------------------- training
+    epochs: int = 300
+    batch_size: int = 2048
+    eval_batch_size: int = 1024
+    learning_rate: float = 1e-3
+    patience: int = 10
+    seed: int = 0
+    select_metric: str = "ndcg@20"
+    select_masked: bool = False
+    """Model selection on validation with history masked (True) or not (False, release)."""
+    jit_compile: bool = False
+    steps_per_epoch: Optional[int] = None
+    """Cap on training batches per epoch (None = the whole training set)."""
+
+    # ------------------------------------------------------------------ API
+    def __post_init__(self) -> None:
+        self.split_quantiles = tuple(self.split_quantiles)  # JSON gives a list
+        self.validate()
+
+    def validate(self) -> "Config":
+        def check(ok: bool, msg: str) -> None:
+            if not ok:
+                raise ValueError(f"invalid config: {msg}")
+
+        check(self.method in METHODS, f"method={self.method!r}; choose one of {METHODS}")
+        check(self.backbone in BACKBONES, f"backbone={self.backbone!r}; choose one of {BACKBONES}")
+        check(self.loss in LOSSES, f"loss={self.loss!r}; choose one of {LOSSES}")
+        check(self.sample_mode in SAMPLE_MODES,
+              f"sample_mode={self.sample_mode!r}; choose one of {SAMPLE_MODES}")
+        check(self.split in SPLITS, f"split={self.split!r}; choose one of {SPLITS}")
+        check(self.max_len >= 1, f"max_len={self.max_len} must be >= 1")
+        check(self.hidden_size % self.num_heads == 0,
+              f"hidden_size={self.hidden_size} must be divisible by num_heads={self.num_heads}")
+        check(0 <= self.reason_steps <= self.max_reason_steps,
+              f"reason_steps={self.reason_steps} must be in [0, max_reason_steps={self.max_reason_steps}]")
+        check(self.temperature is None or self.temperature > 0,
+              f"temperature={self.temperature} must be > 0")
+        check(self.erl_rec_loss in ("pooled", "per_step"), f"erl_rec_loss={self.erl_rec_loss!r}")
+        check(self.erl_pairs in ("ordered", "upper"), f"erl_pairs={self.erl_pairs!r}")
+        check(self.prl_step_weighting in ("mean", "sum"),
+              f"prl_step_weighting={self.prl_step_weighting!r}")
+        check(self.batch_size > 0 and self.eval_batch_size > 0, "batch sizes must be > 0")
+        check(self.sample_mode == "prefix" or self.method == "base",
+              "sample_mode='all' trains the step-0 state at every position and is only "
+              "defined for method='base'; use sample_mode='prefix' for erl/prl")
+        return self
+
+    @property
+    def tau(self) -> float:
+        """The effective temperature."""
+        if self.temperature is not None:
+            return float(self.temperature)
+        return 1.0 if self.method == "base" else 0.5
+
+    @property
+    def train_steps(self) -> int:
+        """Reasoning steps used by the method (0 for base)."""
+        return 0 if self.method == "base" else self.reason_steps
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["split_quantiles"] = list(self.split_quantiles)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "Config":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown config field(s) {unknown}; known fields: {sorted(known)}")
+        return cls(**d)
+
+    def save(self, path: str) -> None:
+        """Write config.json atomically."""
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(self.to_json() + "\n")
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str) -> "Config":
+        try:
+            with open(path) as f:
+                return cls.from_dict(json.load(f))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"config file {path!r} does not exist") from None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"config file {path!r} is not valid JSON: {e}") from None
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> "Config":
+        """``paper``: d=256, 2 layers, 2 heads, ffn 300, dropout 0.5, max_len 50, Adam 1e-3,
+        batch 2048, prefix samples (the release). ``ml1m``: the ML-1M literature's
+        SASRec-CE (d=64, max_len 200, all-position loss, dropout 0.2). ``small``: d=64 with
+        the paper's other settings."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    # ------------------------------------------------------------- CLI glue
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Add one ``--field`` flag per config field (default: not given)."""
+        group = parser.add_argument_group("config fields (override --config/--preset)")
+        hints = typing.get_type_hints(cls)
+        for f in fields(cls):
+            flag = "--" + f.name.replace("_", "-")
+            hint = hints[f.name]
+            if hint is bool:
+                group.add_argument(flag, dest=f.name, type=_parse_bool, default=None,
+                                   metavar="BOOL", help=f"(default {f.default})")
+            elif f.name == "split_quantiles":
+                group.add_argument(flag, dest=f.name, type=float, nargs=2, default=None,
+                                   help=f"(default {f.default})")
+            else:
+                base = _base_type(hint)
+                group.add_argument(flag, dest=f.name, type=base, default=None,
+                                   help=f"(default {f.default})")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, base: Optional["Config"] = None) -> "Config":
+        cfg = base or cls()
+        changes = {f.name: getattr(args, f.name) for f in fields(cls)
+                   if getattr(args, f.name, None) is not None}
+        return cfg.replace(**changes)
+
+
+def _parse_bool(s: str) -> bool:
+    v = s.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {s!r}")
+
+
+def _base_type(hint: Any) -> Any:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+PRESETS: Dict[str, Dict[str, Any]] = {
+    "paper": dict(hidden_size=256, num_layers=2, num_heads=2, ffn_size=300,
+                  hidden_dropout=0.5, attention_dropout=0.5, input_dropout=0.2,
+                  max_len=50, learning_rate=1e-3, batch_size=2048, sample_mode="prefix"),
+    "small": dict(hidden_size=64, num_layers=2, num_heads=2, ffn_size=256,
+                  hidden_dropout=0.5, attention_dropout=0.5, input_dropout=0.2,
+                  max_len=50, learning_rate=1e-3, batch_size=256, sample_mode="prefix"),
+    "ml1m": dict(dataset="ml-1m", hidden_size=64, num_layers=2, num_heads=1, ffn_size=64,
+                 hidden_dropout=0.2, attention_dropout=0.2, input_dropout=0.2,
+                 max_len=200, learning_rate=1e-3, batch_size=128, sample_mode="all",
+                 select_masked=True),
+}

@@ -1,0 +1,108 @@
+"""Multi-head self-attention with a preallocated key/value cache.
+
+The cache pattern follows keras-hub's cached attention: keys and values of every slot
+live in a tensor of fixed length ``T`` allocated once, and each new token writes its
+keys/values at an index with ``dynamic_update_slice``. Shapes never change inside a
+``tf.while_loop``, so the loop traces once, compiles under XLA and exports.
+
+Weights follow the PyTorch/RecBole layout of the authors' release: Q/K/V/output
+projections with biases, heads are contiguous blocks of ``head_dim`` features.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import rearec_tf._env  # noqa: F401
+import tensorflow as tf
+
+
+def normal_init(stddev: float) -> tf.keras.initializers.Initializer:
+    """N(0, stddev) initializer, a new instance for every weight."""
+    return tf.keras.initializers.RandomNormal(stddev=stddev)
+
+
+def _neg_inf(dtype: tf.DType) -> tf.Tensor:
+    # A finite large negative: fully masked rows give a uniform softmax, not NaN,
+    # and the value fits float16 as well as float32.
+    return tf.constant(-1e9 if dtype != tf.float16 else -6e4, dtype)
+
+
+@tf.keras.utils.register_keras_serializable(package="rearec_tf")
+class CachedMultiHeadAttention(tf.keras.layers.Layer):
+    """Self-attention whose keys/values can be read from and written to a cache.
+
+    ``call(x, mask)`` attends among the tokens of ``x`` (shape ``(B, T, d)``) with a
+    boolean ``mask`` ``(B, T, T)`` (True = may attend) and returns ``(out, (k, v))``.
+
+    ``call(x, mask, cache=(k, v), cache_index=i)`` treats ``x`` ``(B, 1, d)`` as the
+    token of slot ``i``: its key/value are written at ``i`` of the cache
+    ``(B, T_max, heads, head_dim)``, it attends over the whole cache with ``mask``
+    ``(B, 1, T_max)``, and the updated cache is returned.
+    """
+
+    def __init__(self, num_heads: int, hidden_size: int, dropout: float = 0.0,
+                 initializer_range: float = 0.02, **kwargs):
+        super().__init__(**kwargs)
+        if hidden_size % num_heads:
+            raise ValueError(f"hidden_size={hidden_size} is not divisible by num_heads={num_heads}")
+        self.num_heads = num_heads
+        self.hidden_size = hidden_size
+        self.head_dim = hidden_size // num_heads
+        self.dropout = dropout
+        self.initializer_range = initializer_range
+
+        def dense(name):
+            # A fresh initializer per weight: an unseeded Keras initializer instance
+            # returns identical values each time it is called.
+            return tf.keras.layers.Dense(hidden_size, name=name, bias_initializer="zeros",
+                                         kernel_initializer=normal_init(initializer_range))
+
+        self.query_dense = dense("query")
+        self.key_dense = dense("key")
+        self.value_dense = dense("value")
+        self.output_dense = dense("output")
+        self.attention_dropout = tf.keras.layers.Dropout(dropout)
+
+    def build(self, input_shape):
+        for dense in (self.query_dense, self.key_dense, self.value_dense, self.output_dense):
+            dense.build(tf.TensorShape([None, None, self.hidden_size]))
+        super().build(input_shape)
+
+    def _split_heads(self, x: tf.Tensor) -> tf.Tensor:
+        b, t = tf.shape(x)[0], tf.shape(x)[1]
+        return tf.reshape(x, [b, t, self.num_heads, self.head_dim])
+
+    def call(self, x: tf.Tensor, mask: tf.Tensor, cache: Optional[Tuple[tf.Tensor, tf.Tensor]] = None,
+             cache_index=None, training=None):
+        q = self._split_heads(self.query_dense(x))
+        k = self._split_heads(self.key_dense(x))
+        v = self._split_heads(self.value_dense(x))
+        if cache is not None:
+            # Write the new token's key/value at its slot of the preallocated cache
+            # (a stock scatter op: runs on CPU/GPU, under XLA and in TF Serving).
+            key_cache, value_cache = cache
+            slots = _slot_indices(key_cache, cache_index)
+            k = tf.tensor_scatter_nd_update(key_cache, slots, k[:, 0])
+            v = tf.tensor_scatter_nd_update(value_cache, slots, v[:, 0])
+        scores = tf.einsum("bqhd,bkhd->bhqk", q, k) * tf.cast(1.0 / math.sqrt(self.head_dim), q.dtype)
+        scores = tf.where(mask[:, None, :, :], scores, _neg_inf(scores.dtype))
+        probs = tf.nn.softmax(scores, axis=-1)
+        probs = self.attention_dropout(probs, training=training)
+        context = tf.einsum("bhqk,bkhd->bqhd", probs, v)
+        b, t = tf.shape(context)[0], tf.shape(context)[1]
+        context = tf.reshape(context, [b, t, self.hidden_size])
+        return self.output_dense(context), (k, v)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(num_heads=self.num_heads, hidden_size=self.hidden_size,
+                   dropout=self.dropout, initializer_range=self.initializer_range)
+        return cfg
+
+
+def _slot_indices(cache: tf.Tensor, index) -> tf.Tensor:
+    """Indices ``[[b, index] for b in batch]`` for writing one slot of a (B, T, H, D) cache."""
+    b = tf.shape(cache)[0]
+    index = tf.cast(index, tf.int32)
+    return tf.stack([tf.range(b), tf.fill([b], index)], axis=1)

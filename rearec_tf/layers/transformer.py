@@ -1,0 +1,67 @@
+"""Post-LN Transformer encoder layer (RecBole/ReaRec release layout) with a KV cache.
+
+``h -> a = LN(h + Dropout(MHA(h)))`` then ``out = LN(a + Dropout(FFN(a)))`` with
+``FFN(x) = W2 gelu_erf(W1 x + b1) + b2``; LayerNorm eps 1e-12 by default.
+"""
+from __future__ import annotations
+
+import rearec_tf._env  # noqa: F401
+import tensorflow as tf
+
+from rearec_tf.layers.attention import CachedMultiHeadAttention, normal_init
+
+
+@tf.keras.utils.register_keras_serializable(package="rearec_tf")
+class TransformerLayer(tf.keras.layers.Layer):
+    """One post-LN encoder layer; ``call`` returns ``(out, (keys, values))``.
+
+    Without ``cache`` it processes a whole sequence with a boolean mask ``(B, T, T)``.
+    With ``cache=(k, v)`` and ``cache_index=i`` it processes the single token of slot
+    ``i`` (``x`` of shape ``(B, 1, d)``, mask ``(B, 1, T_max)``) and returns the cache
+    with that slot written.
+    """
+
+    def __init__(self, hidden_size: int, num_heads: int, ffn_size: int,
+                 hidden_dropout: float = 0.5, attention_dropout: float = 0.5,
+                 layer_norm_eps: float = 1e-12, initializer_range: float = 0.02, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_size = hidden_size
+        self.num_heads = num_heads
+        self.ffn_size = ffn_size
+        self.hidden_dropout = hidden_dropout
+        self.attention_dropout = attention_dropout
+        self.layer_norm_eps = layer_norm_eps
+        self.initializer_range = initializer_range
+        self.attention = CachedMultiHeadAttention(num_heads, hidden_size, attention_dropout,
+                                                  initializer_range, name="attention")
+        self.attention_norm = tf.keras.layers.LayerNormalization(epsilon=layer_norm_eps,
+                                                                 name="attention_norm")
+        self.ffn_inner = tf.keras.layers.Dense(ffn_size, kernel_initializer=normal_init(initializer_range), name="ffn_inner")
+        self.ffn_outer = tf.keras.layers.Dense(hidden_size, kernel_initializer=normal_init(initializer_range), name="ffn_outer")
+        self.ffn_norm = tf.keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="ffn_norm")
+        self.dropout1 = tf.keras.layers.Dropout(hidden_dropout)
+        self.dropout2 = tf.keras.layers.Dropout(hidden_dropout)
+
+    def build(self, input_shape):
+        shape = tf.TensorShape([None, None, self.hidden_size])
+        self.attention.build(shape)
+        self.attention_norm.build(shape)
+        self.ffn_inner.build(shape)
+        self.ffn_outer.build(tf.TensorShape([None, None, self.ffn_size]))
+        self.ffn_norm.build(shape)
+        super().build(input_shape)
+
+    def call(self, x, mask, cache=None, cache_index=None, training=None):
+        attended, kv = self.attention(x, mask, cache=cache, cache_index=cache_index,
+                                      training=training)
+        a = self.attention_norm(x + self.dropout1(attended, training=training))
+        f = self.ffn_outer(tf.nn.gelu(self.ffn_inner(a), approximate=False))
+        out = self.ffn_norm(a + self.dropout2(f, training=training))
+        return out, kv
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(hidden_size=self.hidden_size, num_heads=self.num_heads, ffn_size=self.ffn_size,
+                   hidden_dropout=self.hidden_dropout, attention_dropout=self.attention_dropout,
+                   layer_norm_eps=self.layer_norm_eps, initializer_range=self.initializer_range)
+        return cfg
