@@ -1,0 +1,3 @@
+from rearec_tf.models.rearec import ReaRecModel
+
+__all__ = ["ReaRecModel"]

@@ -1,0 +1,3 @@
+from rearec_tf.reasoning.loop import ReasoningLoop
+
+__all__ = ["ReasoningLoop"]
