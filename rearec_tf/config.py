@@ -50,6 +50,11 @@ class Config:
     """``prefix``: one sample per target, loss on the last position (the release);
     ``all``: one window per user, loss on every position (SASRec-style, faster)."""
 
+    bucket_by_length: bool = True
+    """Batch samples of similar length together and trim all-padding columns (exact for
+    every real position; several times faster on short-sequence data). False = plain
+    shuffled full-width batches, as the release trains."""
+
     # ---------------------------------------------------------------- model
     backbone: str = "sasrec"
     hidden_size: int = 256

@@ -128,3 +128,54 @@ def test_beauty_prefix_epoch(data_dir):
     assert b["item_ids"].numpy()[0, -5:].tolist() == [0, 1, 2, 3, 4]
     assert b["target"].numpy()[0] == 5
     assert b["history"].numpy()[0, :5].tolist() == [1, 2, 3, 4, 0]
+
+
+def as_list(ds):
+    return [{k: v.numpy() for k, v in b.items()} for b in ds]
+
+
+def _by_sample(batches, key="item_ids"):
+    """Map (left-padded row with pads stripped) -> count, independent of batch layout."""
+    out = {}
+    for b in batches:
+        for row, tgt in zip(b[key], b["target"]):
+            k = (tuple(int(x) for x in row if x), int(tgt))
+            out[k] = out.get(k, 0) + 1
+    return out
+
+
+def test_buckets_same_samples_narrower_batches(small):
+    full = as_list(train_dataset(small, 4, 2, seed=3))
+    buck = as_list(train_dataset(small, 4, 2, seed=3, buckets=(2, 4)))
+    assert _by_sample(full) == _by_sample(buck)
+    widths = sorted({b["item_ids"].shape[1] for b in buck})
+    assert widths == [2, 4]
+    for b in buck:  # every row fits its bucket: nothing real was cut
+        n_real = (b["item_ids"] > 0).sum(1)
+        assert n_real.max() <= b["item_ids"].shape[1]
+        if b["item_ids"].shape[1] == 4:
+            assert n_real.min() > 2
+
+
+def test_buckets_deterministic_and_epoch_pinned(small):
+    a = as_list(train_dataset(small, 4, 2, seed=5, buckets=(2, 4), epoch=1))
+    b = as_list(train_dataset(small, 4, 2, seed=5, buckets=(2, 4), epoch=1))
+    assert all(np.array_equal(x["item_ids"], y["item_ids"]) for x, y in zip(a, b))
+    ds = train_dataset(small, 4, 2, seed=5, buckets=(2, 4))
+    first, second = as_list(ds), as_list(ds)
+    assert _by_sample(first) == _by_sample(second)
+    assert any(not np.array_equal(x["target"], y["target"]) for x, y in zip(first, second))
+    with pytest.raises(DataError, match="buckets"):
+        train_dataset(small, 4, 2, buckets=(2, 3))
+
+
+def test_eval_buckets_keep_every_instance_once(small):
+    full = as_list(eval_dataset(small.test, 4, 3))
+    buck = as_list(eval_dataset(small.test, 4, 3, buckets=(2, 4)))
+    idx = np.concatenate([b["index"] for b in buck])
+    assert sorted(idx.tolist()) == list(range(len(small.test.targets)))
+    want = {int(i): (tuple(r[r > 0]), int(t)) for b in full
+            for i, r, t in zip(b["index"], b["item_ids"], b["target"])}
+    got = {int(i): (tuple(r[r > 0]), int(t)) for b in buck
+           for i, r, t in zip(b["index"], b["item_ids"], b["target"])}
+    assert got == want

@@ -1,0 +1,50 @@
+"""Shared helpers of the benchmark scripts: machine description, BENCHMARKS.md appends."""
+import datetime
+import os
+import platform
+import resource
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCHMARKS = os.path.join(ROOT, "BENCHMARKS.md")
+
+
+def machine() -> str:
+    cpu = platform.processor() or ""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                cpu = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    import tensorflow as tf
+    return (f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, no GPU; "
+            f"Python {platform.python_version()}, TensorFlow {tf.__version__}")
+
+
+def today() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def command() -> str:
+    return "python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
+
+
+def append_section(title: str, body: str) -> None:
+    """Append a section (title, command, machine, date, body) to BENCHMARKS.md."""
+    text = (f"\n## {title}\n\n- command: `{command()}`\n- machine: {machine()}\n"
+            f"- date: {today()}\n\n{body.strip()}\n")
+    if not os.path.exists(BENCHMARKS):
+        text = ("# Benchmarks\n\nEvery figure below is measured on the machine named in its "
+                "section, with the command given; comparisons are ratios measured in the "
+                "same run. CPU figures (no GPU on these machines).\n") + text
+    with open(BENCHMARKS, "a") as f:
+        f.write(text)
+    print(text)
