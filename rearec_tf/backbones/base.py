@@ -4,10 +4,11 @@ A backbone (keras-hub sense: the network, without the objective that trains it o
 the preprocessor that feeds it) exposes three things to
 :class:`rearec_tf.reasoning.ReasoningLoop`:
 
-``encode(item_ids, extra_slots, training) -> (hidden, cache)``
+``encode(item_ids, extra_slots, training, last_only) -> (hidden, cache)``
     Step 0. ``item_ids`` is ``(B, L)`` int, left-padded with 0 (newest item last).
-    ``hidden`` is the final-layer output ``(B, L, d)``; ``cache`` is a nested
-    structure of tensors with room for ``extra_slots`` more tokens.
+    ``hidden`` is the final-layer output ``(B, L, d)`` (``(B, 1, d)``, the last
+    position only, when ``last_only``); ``cache`` is a nested structure of tensors with
+    room for ``extra_slots`` more tokens.
 ``step(token, cache, step, training) -> (output, cache)``
     Reasoning step ``step`` (0-based): ``token`` ``(B, d)`` is the fed-back state plus
     the reasoning position embedding (before the input LayerNorm, which the backbone
@@ -30,7 +31,8 @@ class SequentialBackbone(tf.keras.layers.Layer):
     hidden_size: int
     max_len: int
 
-    def encode(self, item_ids, extra_slots: int = 0, training=None):  # pragma: no cover
+    def encode(self, item_ids, extra_slots: int = 0, training=None,
+               last_only: bool = False):  # pragma: no cover
         raise NotImplementedError
 
     def step(self, token, cache, step, training=None):  # pragma: no cover

@@ -74,7 +74,10 @@ class SASRecBackbone(SequentialBackbone):
         x = tf.gather(self.item_embedding, item_ids) + tf.gather(self.position_embedding, positions)
         return x, valid
 
-    def encode(self, item_ids, extra_slots: int = 0, training=None):
+    def encode(self, item_ids, extra_slots: int = 0, training=None, last_only: bool = False):
+        """Step 0. ``last_only``: the final layer computes its output for the last position
+        only (``hidden`` is then ``(B, 1, d)``), still caching every position's keys and
+        values — the reasoning loop and prefix-sample training need nothing else."""
         if not self.built:
             self.build(None)
         x, valid = self.embed(item_ids)
@@ -83,8 +86,9 @@ class SASRecBackbone(SequentialBackbone):
         causal = tf.linalg.band_part(tf.ones([length, length], tf.bool), -1, 0)
         mask = tf.logical_and(causal[None, :, :], valid[:, None, :])
         layer_caches = []
-        for layer in self.encoder_layers:
-            h, (k, v) = layer(h, mask, training=training)
+        last = len(self.encoder_layers) - 1
+        for i, layer in enumerate(self.encoder_layers):
+            h, (k, v) = layer(h, mask, training=training, last_query_only=last_only and i == last)
             if extra_slots:
                 pad = [[0, 0], [0, extra_slots], [0, 0], [0, 0]]
                 k, v = tf.pad(k, pad), tf.pad(v, pad)

@@ -74,8 +74,10 @@ class CachedMultiHeadAttention(tf.keras.layers.Layer):
         return tf.reshape(x, [b, t, self.num_heads, self.head_dim])
 
     def call(self, x: tf.Tensor, mask: tf.Tensor, cache: Optional[Tuple[tf.Tensor, tf.Tensor]] = None,
-             cache_index=None, training=None):
-        q = self._split_heads(self.query_dense(x))
+             cache_index=None, training=None, last_query_only: bool = False):
+        """With ``last_query_only`` only the last token queries (``mask`` ``(B, 1, T)``):
+        keys/values still come from every token; the output is ``(B, 1, d)``."""
+        q = self._split_heads(self.query_dense(x[:, -1:] if last_query_only else x))
         k = self._split_heads(self.key_dense(x))
         v = self._split_heads(self.value_dense(x))
         if cache is not None:

@@ -51,9 +51,17 @@ class TransformerLayer(tf.keras.layers.Layer):
         self.ffn_norm.build(shape)
         super().build(input_shape)
 
-    def call(self, x, mask, cache=None, cache_index=None, training=None):
+    def call(self, x, mask, cache=None, cache_index=None, training=None,
+             last_query_only: bool = False):
+        """``last_query_only``: compute keys/values for every token but the rest of the
+        layer only for the last one (output ``(B, 1, d)``) — all a final layer needs when
+        only the last position's state is used."""
+        if last_query_only:
+            mask = mask[:, -1:, :]
         attended, kv = self.attention(x, mask, cache=cache, cache_index=cache_index,
-                                      training=training)
+                                      training=training, last_query_only=last_query_only)
+        if last_query_only:
+            x = x[:, -1:]
         a = self.attention_norm(x + self.dropout1(attended, training=training))
         f = self.ffn_outer(tf.nn.gelu(self.ffn_inner(a), approximate=False))
         out = self.ffn_norm(a + self.dropout2(f, training=training))

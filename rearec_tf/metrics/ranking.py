@@ -59,6 +59,7 @@ __all__ = [
     "DEFAULT_KS",
     "MODES",
     "ranking_counts",
+    "ranking_counts_both",
     "metrics_from_counts",
     "metric_names",
     "RankingAccumulator",
@@ -86,18 +87,31 @@ def ranking_counts(
       targets: ``(B,)`` int target item ids in ``[1, N)``.
       history: ``(B, M)`` int item ids of each user's history, 0-padded. Only used
         when ``mask_history`` is true.
-      mask_history: set the scores of history items to ``-inf`` before ranking. The
-        target itself is never masked, even if it appears in the history.
+      mask_history: give history items ``-inf`` before ranking. The target itself is
+        never masked, even if it appears in the history.
 
     Returns:
       ``(higher, ties)``, both ``(B,)`` int32: the number of items scoring strictly
       higher than the target (NaN scores count as higher) and the number of *other*
       items scoring exactly the same. A target scoring ``-inf`` or NaN gets
       ``higher = N - 2, ties = 0`` (worst rank among the ``N - 1`` real items).
+    """
+    counts = ranking_counts_both(scores, targets, history if mask_history else None)
+    if mask_history:
+        if history is None:
+            raise ValueError("mask_history=True needs `history`.")
+        return counts["masked"]
+    return counts["unmasked"]
 
-    Only tensors of shape ``(B, N)`` or smaller are built: the pad column and history
-    entries are overwritten with ``tf.tensor_scatter_nd_update`` and the target score is
-    written back afterwards.
+
+def ranking_counts_both(scores, targets, history=None):
+    """``{"unmasked": (higher, ties), "masked": (higher, ties)}`` from ONE comparison pass.
+
+    The unmasked counts compare every column with the target score once (a ``(B, N)``
+    pass, nothing larger). Masking is exact and cheap: the history items' own scores are
+    gathered (``(B, M)``), de-duplicated, and those that were counted as higher or tied
+    are subtracted, which equals ranking with history scores set to ``-inf``. The pad
+    column is excluded the same way; the target is never masked.
     """
     scores = tf.convert_to_tensor(scores)
     if not scores.dtype.is_floating:
@@ -105,41 +119,36 @@ def ranking_counts(
     targets = tf.cast(tf.reshape(targets, [-1]), tf.int32)
     batch = tf.shape(scores)[0]
     n_cols = tf.shape(scores)[1]
-    rows = tf.range(batch, dtype=tf.int32)
-
-    target_idx = tf.stack([rows, targets], axis=1)  # (B, 2)
-    target_score = tf.gather_nd(scores, target_idx)  # (B,)
-
-    # Items forced to -inf: the pad column, plus the history when masking.
-    masked_items = tf.zeros([batch, 1], tf.int32)  # pad column
-    if mask_history:
-        if history is None:
-            raise ValueError("mask_history=True needs `history`.")
-        history = tf.cast(history, tf.int32)
-        masked_items = tf.concat([masked_items, history], axis=1)  # (B, M+1)
-    n_masked = tf.shape(masked_items)[1]
-    mask_rows = tf.broadcast_to(rows[:, None], tf.shape(masked_items))
-    mask_idx = tf.reshape(tf.stack([mask_rows, masked_items], axis=-1), [-1, 2])
-    neg_inf = tf.fill([batch * n_masked], tf.constant(-np.inf, scores.dtype))
-    s = tf.tensor_scatter_nd_update(scores, mask_idx, neg_inf)
-    # The target is never masked (repeat consumption).
-    s = tf.tensor_scatter_nd_update(s, target_idx, target_score)
-
+    target_score = tf.gather(scores, targets, batch_dims=1)  # (B,)
     ts = target_score[:, None]
-    higher = tf.reduce_sum(
-        tf.cast(tf.logical_or(s > ts, tf.math.is_nan(s)), tf.int32), axis=1
-    )
-    # The target's own column equals its score once: subtract it.
-    ties = tf.reduce_sum(tf.cast(tf.equal(s, ts), tf.int32), axis=1) - 1
 
-    degenerate = tf.logical_or(
-        tf.math.is_nan(target_score),
-        tf.equal(target_score, tf.constant(-np.inf, scores.dtype)),
-    )
+    def above(x):
+        return tf.logical_or(x > ts, tf.math.is_nan(x))
+
+    pad = scores[:, :1]
+    higher = (tf.reduce_sum(tf.cast(above(scores), tf.int32), axis=1)
+              - tf.cast(above(pad)[:, 0], tf.int32))
+    ties = (tf.reduce_sum(tf.cast(tf.equal(scores, ts), tf.int32), axis=1) - 1
+            - tf.cast(tf.equal(pad, ts)[:, 0], tf.int32))
+
+    degenerate = tf.logical_or(tf.math.is_nan(target_score),
+                               tf.equal(target_score, tf.constant(-np.inf, scores.dtype)))
     worst = tf.fill([batch], n_cols - 2)
-    higher = tf.where(degenerate, worst, higher)
-    ties = tf.where(degenerate, tf.zeros_like(ties), ties)
-    return higher, ties
+
+    def finish(h, t):
+        return tf.where(degenerate, worst, h), tf.where(degenerate, tf.zeros_like(t), t)
+
+    out = {"unmasked": finish(higher, ties)}
+    if history is not None:
+        hist = tf.sort(tf.cast(history, tf.int32), axis=1)
+        first = tf.concat([tf.ones([batch, 1], tf.bool),
+                           tf.not_equal(hist[:, 1:], hist[:, :-1])], axis=1)
+        keep = first & tf.not_equal(hist, 0) & tf.not_equal(hist, targets[:, None])
+        hist_scores = tf.gather(scores, hist, batch_dims=1)  # (B, M)
+        drop_h = tf.reduce_sum(tf.cast(keep & above(hist_scores), tf.int32), axis=1)
+        drop_t = tf.reduce_sum(tf.cast(keep & tf.equal(hist_scores, ts), tf.int32), axis=1)
+        out["masked"] = finish(higher - drop_h, ties - drop_t)
+    return out
 
 
 # -------------------------------------------------------------------------- metrics
@@ -261,11 +270,8 @@ class RankingAccumulator:
 def _batch_metrics_2d(scores, targets, history, modes, ks, num_items):
     """Counts + metrics of one ``(B, N)`` batch for each mode; metrics are ``(B,)``."""
     scores = tf.ensure_shape(scores, [None, None])
-    out = {}
-    for mode in modes:
-        h, t = ranking_counts(scores, targets, history, mask_history=(mode == "masked"))
-        out[mode] = metrics_from_counts(h, t, ks, num_items)
-    return out
+    counts = ranking_counts_both(scores, targets, history if "masked" in modes else None)
+    return {mode: metrics_from_counts(*counts[mode], ks, num_items) for mode in modes}
 
 
 @tf.function(reduce_retracing=True)
@@ -276,13 +282,11 @@ def _batch_metrics_3d(scores, targets, history, modes, ks, num_items):
     flat = tf.reshape(scores, [b * n_steps, n])
     flat_targets = tf.repeat(tf.cast(targets, tf.int32), n_steps)
     flat_history = None if history is None else tf.repeat(history, n_steps, axis=0)
-    out = {}
-    for mode in modes:
-        h, t = ranking_counts(flat, flat_targets, flat_history, mask_history=(mode == "masked"))
-        out[mode] = metrics_from_counts(
-            tf.reshape(h, [b, n_steps]), tf.reshape(t, [b, n_steps]), ks, num_items
-        )
-    return out
+    counts = ranking_counts_both(flat, flat_targets,
+                                 flat_history if "masked" in modes else None)
+    return {mode: metrics_from_counts(tf.reshape(counts[mode][0], [b, n_steps]),
+                                      tf.reshape(counts[mode][1], [b, n_steps]), ks, num_items)
+            for mode in modes}
 
 
 def _batch_metrics(scores, targets, history, modes, ks, num_items):

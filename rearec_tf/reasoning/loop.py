@@ -83,7 +83,8 @@ class ReasoningLoop(tf.keras.layers.Layer):
         batch = tf.shape(item_ids)[0]
         if noisy_branch:
             item_ids = tf.concat([item_ids, item_ids], axis=0)
-        hidden, cache = self.backbone.encode(item_ids, extra_slots=slots, training=training)
+        hidden, cache = self.backbone.encode(item_ids, extra_slots=slots, training=training,
+                                             last_only=True)
         r0 = hidden[:, -1]
         if slots == 0:
             return self._split(r0[:, None], batch, noisy_branch)

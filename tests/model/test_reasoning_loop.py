@@ -51,7 +51,8 @@ def test_dynamic_steps_in_one_graph_match_static():
 def test_zero_steps_is_the_plain_backbone():
     bb, loop = make()
     ids = batch()
-    np.testing.assert_array_equal(loop(ids, steps=0).numpy()[:, 0], bb(ids).numpy()[:, -1])
+    # same math; the loop computes only the last position of the final layer
+    np.testing.assert_allclose(loop(ids, steps=0).numpy()[:, 0], bb(ids).numpy()[:, -1], atol=1e-6)
 
 
 def test_item_tokens_never_see_reasoning_tokens():
