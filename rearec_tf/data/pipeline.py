@@ -116,9 +116,13 @@ def _bucketed_batches(lengths: np.ndarray, widths: Sequence[int], batch_size: in
         for i in order:
             yield out[i][0].astype(np.int64), np.int64(out[i][1])
 
-    return tf.data.Dataset.from_generator(
+    per_bucket = [len(m) // batch_size if drop_remainder else -(-len(m) // batch_size)
+                  for m in members]
+    ds = tf.data.Dataset.from_generator(
         arrangement, output_signature=(tf.TensorSpec([None], tf.int64),
                                        tf.TensorSpec([], tf.int64)))
+    # Known length: Keras progress bars show "step/total" and ETA.
+    return ds.apply(tf.data.experimental.assert_cardinality(int(sum(per_bucket))))
 
 
 def _window(flat: tf.Tensor, lo: tf.Tensor, hi: tf.Tensor, length) -> tf.Tensor:

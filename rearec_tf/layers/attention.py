@@ -22,6 +22,15 @@ def normal_init(stddev: float) -> tf.keras.initializers.Initializer:
     return tf.keras.initializers.RandomNormal(stddev=stddev)
 
 
+def dense_2d(layer: tf.keras.layers.Dense, x: tf.Tensor) -> tf.Tensor:
+    """Apply a Dense layer to ``(..., d_in)`` as one 2-D matmul. Keras would use a
+    ``Tensordot`` with a shape computed at run time, which XLA cannot compile inside the
+    gradient of a ``tf.while_loop``; a reshape to 2-D avoids it."""
+    shape = tf.shape(x)
+    y = layer(tf.reshape(x, [-1, x.shape[-1]]))
+    return tf.reshape(y, tf.concat([shape[:-1], [layer.units]], axis=0))
+
+
 def _neg_inf(dtype: tf.DType) -> tf.Tensor:
     # A finite large negative: fully masked rows give a uniform softmax, not NaN,
     # and the value fits float16 as well as float32.
@@ -77,9 +86,9 @@ class CachedMultiHeadAttention(tf.keras.layers.Layer):
              cache_index=None, training=None, last_query_only: bool = False):
         """With ``last_query_only`` only the last token queries (``mask`` ``(B, 1, T)``):
         keys/values still come from every token; the output is ``(B, 1, d)``."""
-        q = self._split_heads(self.query_dense(x[:, -1:] if last_query_only else x))
-        k = self._split_heads(self.key_dense(x))
-        v = self._split_heads(self.value_dense(x))
+        q = self._split_heads(dense_2d(self.query_dense, x[:, -1:] if last_query_only else x))
+        k = self._split_heads(dense_2d(self.key_dense, x))
+        v = self._split_heads(dense_2d(self.value_dense, x))
         if cache is not None:
             # Write the new token's key/value at its slot of the preallocated cache
             # (a stock scatter op: runs on CPU/GPU, under XLA and in TF Serving).
@@ -94,7 +103,7 @@ class CachedMultiHeadAttention(tf.keras.layers.Layer):
         context = tf.einsum("bhqk,bkhd->bqhd", probs, v)
         b, t = tf.shape(context)[0], tf.shape(context)[1]
         context = tf.reshape(context, [b, t, self.hidden_size])
-        return self.output_dense(context), (k, v)
+        return dense_2d(self.output_dense, context), (k, v)
 
     def get_config(self):
         cfg = super().get_config()

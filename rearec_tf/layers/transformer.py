@@ -8,7 +8,7 @@ from __future__ import annotations
 import rearec_tf._env  # noqa: F401
 import tensorflow as tf
 
-from rearec_tf.layers.attention import CachedMultiHeadAttention, normal_init
+from rearec_tf.layers.attention import CachedMultiHeadAttention, dense_2d, normal_init
 
 
 @tf.keras.utils.register_keras_serializable(package="rearec_tf")
@@ -63,7 +63,7 @@ class TransformerLayer(tf.keras.layers.Layer):
         if last_query_only:
             x = x[:, -1:]
         a = self.attention_norm(x + self.dropout1(attended, training=training))
-        f = self.ffn_outer(tf.nn.gelu(self.ffn_inner(a), approximate=False))
+        f = dense_2d(self.ffn_outer, tf.nn.gelu(dense_2d(self.ffn_inner, a), approximate=False))
         out = self.ffn_norm(a + self.dropout2(f, training=training))
         return out, kv
 

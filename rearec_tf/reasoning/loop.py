@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
+
 import rearec_tf._env  # noqa: F401
 import tensorflow as tf
 
@@ -58,6 +60,9 @@ class ReasoningLoop(tf.keras.layers.Layer):
             initializer=normal_init(self.initializer_range))
         if not self.backbone.built:
             self.backbone.build(None)
+        # PRL's noise comes from a generator whose state is checkpointed with the model,
+        # so a resumed run draws the same noise as an uninterrupted one.
+        self.noise_generator = tf.random.Generator.from_seed(int(np.random.randint(2**31 - 1)))
         super().build(input_shape)
 
     def call(self, item_ids, steps=None, training=None, noisy_branch: bool = False,
@@ -100,7 +105,8 @@ class ReasoningLoop(tf.keras.layers.Layer):
                 if noise is not None:
                     eps = tf.cast(tf.gather(noise, k), clean.dtype)
                 else:
-                    eps = tf.random.normal(tf.shape(clean), stddev=noise_std, dtype=clean.dtype)
+                    eps = self.noise_generator.normal(tf.shape(clean), stddev=noise_std,
+                                                      dtype=clean.dtype)
                 token = tf.concat([clean, clean + eps], axis=0)
             out, cache = self.backbone.step(token, cache, k, training=training)
             return k + 1, out, cache, _write_row(buffer, k + 1, out)
