@@ -1,0 +1,130 @@
+"""pipelines.reproduce: the plan/dry-run commands and the REPRODUCTION.md writer."""
+import json
+import os
+
+import pytest
+
+from pipelines import reproduce as rp
+
+
+def test_dry_run_prints_the_expected_commands(tmp_path, capsys):
+    runs = str(tmp_path / "runs")
+    assert rp.main(["--datasets", "beauty,yelp", "--methods", "base,prl", "--grid", "small",
+                    "--budget-epochs", "7", "--preset", "small", "--runs-dir", runs,
+                    "--dry-run"]) == 0
+    lines = capsys.readouterr().out.strip().split("\n")
+    assert lines[0].startswith("# plan: 2 datasets") and "= 12 runs" in lines[0]
+    cmds = lines[1:]
+    assert len(cmds) == 2 * (2 + 4)
+    root = os.path.join(runs, "small-ep7")
+    assert cmds[0] == ("python -m rearec_tf.train --preset small --dataset beauty --method "
+                       "base --temperature 0.5 --seed 0 --epochs 7 --run-dir "
+                       f"{root}/beauty/base/tau0.5-s0 --verbose 2")
+    assert cmds[2] == ("python -m rearec_tf.train --preset small --dataset beauty --method "
+                       "prl --temperature 0.5 --prl-alpha 2 --seed 0 --epochs 7 --run-dir "
+                       f"{root}/beauty/prl/tau0.5-alpha2-s0 --verbose 2")
+    assert cmds[-1].endswith(f"--run-dir {root}/yelp/prl/tau1-alpha5-s0 --verbose 2")
+    # nothing was created
+    assert not os.path.exists(runs)
+
+
+def test_paper_grid_sizes_and_done_markers(tmp_path, capsys):
+    specs = rp.plan(["beauty"], ["base", "erl", "prl"], [0, 1], "paper", "paper", None,
+                    str(tmp_path))
+    assert len(specs) == (6 + 5 + 36) * 2
+    done = specs[0]
+    os.makedirs(done.run_dir)
+    with open(os.path.join(done.run_dir, "metrics.json"), "w") as f:
+        f.write("{}")
+    partial = specs[1]
+    os.makedirs(partial.run_dir)
+    open(os.path.join(partial.run_dir, "config.json"), "w").close()
+    assert rp.main(["--datasets", "beauty", "--methods", "base", "--grid", "paper",
+                    "--seeds", "0,1", "--runs-dir", str(tmp_path), "--dry-run"]) == 0
+    out = capsys.readouterr().out.split("\n")
+    assert out[1].startswith("# [done] python -m rearec_tf.train")
+    assert out[2].startswith("# [partial] ") and out[2].endswith("--verbose 2 --resume")
+    assert out[3].startswith("python -m rearec_tf.train") and "--seed 0" in out[3]
+
+
+def _metrics(n10, n20, r10, r20, valid=0.05):
+    test = {"ndcg@10": n10, "ndcg@20": n20, "recall@10": r10, "recall@20": r20, "mrr": 0.01}
+    return {"status": "ok", "config": "tau0.5", "params": {"temperature": 0.5},
+            "valid": valid, "select_mode": "unmasked", "seeds": [0],
+            "run_dirs": ["runs/x"], "commands": ["python -m rearec_tf.train --run-dir runs/x"],
+            "test": {"masked": dict(test), "unmasked": {k: v / 2 for k, v in test.items()}},
+            "candidates": [{"config": "tau0.5", "valid": valid}], "finished": 1,
+            "grid_size": 2}
+
+
+def _row_cells(text, start):
+    for line in text.split("\n"):
+        if line.startswith(start):
+            return [c.strip() for c in line.strip("|").split("|")]
+    raise AssertionError(f"no line starting with {start!r}")
+
+
+def test_report_gains_and_not_run_markers():
+    rows = {("beauty", "base"): _metrics(.0400, .0500, .0800, .1000),
+            ("beauty", "erl"): _metrics(.0440, .0550, .0760, .1100),
+            ("beauty", "prl"): {"status": "not run", "candidates": [
+                {"config": "tau0.5-alpha2", "valid": None, "state": "diverged"}],
+                "finished": 0, "grid_size": 1},
+            ("lastfm", "base"): _metrics(.1000, .1000, .2000, .2000),
+            ("lastfm", "erl"): _metrics(.1200, .1100, .1900, .2120)}
+    text = rp.render_report(rows, ["beauty", "lastfm", "toys"], ["base", "erl", "prl"],
+                            meta={"command": "python -m pipelines.reproduce --x"})
+    masked = text.split("## Test results — history masked")[1].split("## ")[0]
+    erl = _row_cells(masked, "| beauty | +ERL")
+    # N@10 .044/.040 = +10 %, N@20 +10 %, R@10 .076/.080 = -5 %, R@20 +10 %; mean +6.25 %
+    assert erl[3:7] == ["0.0440", "0.0550", "0.0760", "0.1100"]
+    assert erl[7:12] == ["+10.00%", "+10.00%", "-5.00%", "+10.00%", "+6.25%"]
+    base = _row_cells(masked, "| beauty | SASRec")
+    assert base[7:12] == ["–"] * 5 and base[12] == ".0472/.0541/.0783/.1060 " \
+        "(authors' release, Beauty, masked)"
+    prl = _row_cells(masked, "| beauty | +PRL")
+    assert prl[2] == "**not run**" and prl[3:12] == ["–"] * 9
+    assert prl[12].startswith(".0502/.0582/.0838/.1158")
+    toys = _row_cells(masked, "| toys | SASRec")
+    assert toys[2] == "**not run**"
+    # lastfm ERL: +20 %, +10 %, -5 %, +6 % -> mean +7.75 %; gains are scale-free (unmasked
+    # values are half the masked ones here, the gains the same)
+    unmasked = text.split("## Test results — history not masked")[1].split("## ")[0]
+    assert _row_cells(unmasked, "| lastfm | +ERL")[7:12] == \
+        ["+20.00%", "+10.00%", "-5.00%", "+6.00%", "+7.75%"]
+    # mean over the datasets with both runs: (6.25 + 7.75) / 2 = 7.0
+    summary = text.split("## Mean relative gain over datasets")[1].split("## ")[0]
+    row = _row_cells(summary, "| +ERL | masked")
+    assert row[2] == "2 of 3" and row[3] == "+7.00%" and row[5] == "+6.76%"
+    assert _row_cells(summary, "| +PRL | masked")[3] == "not run"
+    # the paper's table with its recomputed mean gains
+    assert "| Yelp | .0347/.0452/.0626/.1047 |" in text
+    assert "+6.62%" in text  # Yelp ERL gain from SPEC §8
+    # analyses absent -> not run; search table; commands of the reported rows only
+    assert "- beauty +ERL: **not run**" in text
+    assert "tau0.5-alpha2: diverged" in text
+    assert "| toys | +PRL | 0 | **not run** |" in text
+    cmds = text.split("## Commands")[1]
+    assert "python -m pipelines.reproduce --x" in cmds
+    assert "python -m rearec_tf.evaluate --run-dir runs/x --per-step --steps-sweep 0..5" in cmds
+    assert "# toys SASRec: not run" in cmds
+
+
+def test_collect_rows_selects_best_validation(tmp_path):
+    specs = rp.plan(["beauty"], ["base"], [0, 1], "small", "paper", 3, str(tmp_path))
+    settings = rp.Settings(preset="paper", budget_epochs=3)
+    valid = {("tau0.5", 0): .03, ("tau0.5", 1): .05, ("tau1", 0): .045, ("tau1", 1): .045}
+    for s in specs:
+        os.makedirs(s.run_dir)
+        v = valid[(s.tag, s.seed)]
+        m = {"ndcg@10": v, "ndcg@20": v, "recall@10": 2 * v, "recall@20": 2 * v}
+        with open(os.path.join(s.run_dir, "metrics.json"), "w") as f:
+            json.dump({"select_mode": "unmasked", "epoch": 2,
+                       "valid": {"unmasked": m, "masked": m},
+                       "test": {"unmasked": m, "masked": m}}, f)
+    row = rp.collect_rows(specs, settings, "small")[("beauty", "base")]
+    # mean validation: tau0.5 0.04 < tau1 0.045
+    assert row["status"] == "ok" and row["config"] == "tau1" and row["seeds"] == [0, 1]
+    assert row["test"]["masked"]["ndcg@20"] == pytest.approx(0.045)
+    assert row["commands"][0].endswith("--epochs 3 --run-dir "
+                                       f"{tmp_path}/paper-ep3/beauty/base/tau1-s0 --verbose 2")
