@@ -1,0 +1,230 @@
+"""gRPC latency/throughput of ``python -m serving.server`` on an export, with and without
+``--enable_batching``, at several client concurrencies. Appends a section to BENCHMARKS.md.
+
+::
+
+    python bench/serving_latency.py --export-dir models/rearec          # an existing export
+    python bench/serving_latency.py --run-dir runs/x                     # export it first (tmp)
+        [--concurrency 1 8 32] [--duration 10] [--k 10] [--history-len 20]
+        [--signature recommend] [--batch 1] [--no-append]
+
+For each (batching, concurrency) it starts no new server: one server per batching mode
+is started on 127.0.0.1 and a free port, warmed up, then ``concurrency`` threads send
+requests back to back for ``--duration`` seconds (each thread its own channel). Reports
+p50/p95/p99 latency (ms) and throughput (requests/s) of successful requests, and the
+error count. Histories are random vocabulary ids of fixed length (so requests are
+batchable).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from serving.client import RecommenderClient  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def latest_version(base: pathlib.Path) -> pathlib.Path:
+    vs = sorted(int(d) for d in os.listdir(base) if d.isdigit())
+    if not vs:
+        raise SystemExit(f"no version under {base}")
+    return base / str(vs[-1])
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                cpu = line.split(":", 1)[1].strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return f"{cpu}, nproc={os.cpu_count()} (sched_getaffinity={len(os.sched_getaffinity(0))})"
+
+
+def start_server(base, batching: bool, log_path):
+    port = free_port()
+    env = dict(os.environ)
+    env.pop("TF_USE_LEGACY_KERAS", None)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    cmd = [sys.executable, "-m", "serving.server", "--model_base_path", str(base), "--port", str(port),
+           "--host", "127.0.0.1", "--log_level", "WARNING"] + (["--enable_batching"] if batching else [])
+    log = open(log_path, "w")
+    proc = subprocess.Popen(cmd, cwd=str(REPO), env=env, stdout=log, stderr=subprocess.STDOUT)
+    address = f"127.0.0.1:{port}"
+    deadline = time.time() + 120
+    with RecommenderClient(address, timeout=5, retries=0) as c:
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                raise SystemExit(f"server exited {proc.returncode}, see {log_path}")
+            try:
+                if c.status():
+                    break
+            except Exception:  # noqa: BLE001
+                pass
+            time.sleep(0.3)
+    return proc, address, log
+
+
+def stop_server(proc, log) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.close()
+    return proc.returncode
+
+
+def run_level(address, histories, concurrency, duration, k, signature, batch):
+    lat, errors = [], []
+    lock = threading.Lock()
+    stop_at = time.perf_counter() + duration
+    go = threading.Barrier(concurrency + 1)
+
+    def worker(i):
+        rng = np.random.default_rng(i)
+        local, errs = [], []
+        with RecommenderClient(address, timeout=30, retries=0) as c:
+            c.recommend(histories[:batch], k=k)  # connect + warm
+            go.wait()
+            while time.perf_counter() < stop_at:
+                rows = rng.integers(0, len(histories), size=batch)
+                h = [histories[r] for r in rows]
+                t0 = time.perf_counter()
+                try:
+                    if signature == "user_embedding":
+                        c.embed(h)
+                    else:
+                        c.recommend(h, k=k)
+                    local.append(time.perf_counter() - t0)
+                except Exception as e:  # noqa: BLE001
+                    errs.append(repr(e))
+        with lock:
+            lat.extend(local)
+            errors.extend(errs)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    go.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    a = np.array(lat) * 1e3
+    pct = np.percentile(a, [50, 95, 99]) if a.size else [float("nan")] * 3
+    return {"concurrency": concurrency, "requests": int(a.size), "errors": len(errors),
+            "p50_ms": float(pct[0]), "p95_ms": float(pct[1]), "p99_ms": float(pct[2]),
+            "rps": a.size / wall}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--export-dir", help="model base path (BASE/<version>/)")
+    src.add_argument("--run-dir", help="a training run to export to a temporary base path")
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per level")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--history-len", type=int, default=20)
+    p.add_argument("--batch", type=int, default=1, help="histories per request")
+    p.add_argument("--signature", default="recommend", choices=["recommend", "user_embedding"])
+    p.add_argument("--modes", nargs="+", default=["off", "on"], choices=["off", "on"],
+                   help="batching modes to measure")
+    p.add_argument("--output", default=str(REPO / "BENCHMARKS.md"))
+    p.add_argument("--no-append", action="store_true", help="print only")
+    args = p.parse_args(argv)
+
+    tmp = None
+    if args.run_dir:
+        tmp = tempfile.mkdtemp(prefix="rearec-bench-")
+        base = pathlib.Path(tmp) / "rearec"
+        subprocess.run([sys.executable, "-m", "rearec_tf.export", "--run-dir", args.run_dir,
+                        "--export-dir", str(base)], check=True, cwd=str(REPO))
+    else:
+        base = pathlib.Path(args.export_dir)
+    version = latest_version(base)
+    vocab = json.loads((version / "assets" / "vocabulary.json").read_text())["ids"]
+    info_path = version / "assets.extra" / "export.json"
+    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    rng = np.random.default_rng(0)
+    histories = [[vocab[i] for i in rng.integers(0, len(vocab), size=args.history_len)]
+                 for _ in range(512)]
+
+    results = []
+    logdir = pathlib.Path(tempfile.mkdtemp(prefix="rearec-bench-logs-"))
+    for mode in args.modes:
+        proc, address, log = start_server(base, mode == "on", logdir / f"server-{mode}.log")
+        try:
+            for c in args.concurrency:
+                r = run_level(address, histories, c, args.duration, args.k, args.signature, args.batch)
+                r["batching"] = mode
+                results.append(r)
+                print(f"batching={mode:3s} concurrency={c:3d}  p50={r['p50_ms']:.2f}ms "
+                      f"p95={r['p95_ms']:.2f}ms p99={r['p99_ms']:.2f}ms  {r['rps']:.1f} req/s  "
+                      f"errors={r['errors']}", flush=True)
+        finally:
+            code = stop_server(proc, log)
+            if code != 0:
+                print(f"warning: server exited {code} (log {logdir})", file=sys.stderr)
+
+    cmd = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, REPO)] + list(
+        argv if argv is not None else sys.argv[1:]))
+    lines = [
+        "", f"## Serving latency (gRPC, `serving.server`) — {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}",
+        "", f"- command: `{cmd}`",
+        f"- machine: {machine()}; Python {platform.python_version()}",
+        f"- model: {info.get('method', '?')} d={info.get('hidden_size', '?')} "
+        f"max_len={info.get('max_len', '?')} K={info.get('default_steps', '?')} "
+        f"items={info.get('num_items', len(vocab))}; export `{version}`",
+        f"- requests: signature `{args.signature}`, {args.batch} histor{'y' if args.batch == 1 else 'ies'} "
+        f"of {args.history_len} ids per request, k={args.k}; {args.duration:g} s per level; client and "
+        "server on the same machine (the client threads share the CPU)",
+        "", "| batching | concurrency | requests | errors | p50 ms | p95 ms | p99 ms | req/s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(f"| {r['batching']} | {r['concurrency']} | {r['requests']} | {r['errors']} | "
+                     f"{r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f} | {r['rps']:.1f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if not args.no_append:
+        out = pathlib.Path(args.output)
+        header = "" if out.exists() else "# Benchmarks\n"
+        with open(out, "a") as f:  # append only: never rewrite others' sections
+            f.write(header + text)
+        print(f"appended to {out}")
+    if tmp:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

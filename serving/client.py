@@ -1,0 +1,334 @@
+"""Client library and CLI for a ReaRec model behind TensorFlow Serving's gRPC API
+(the real ``tensorflow/serving`` or :mod:`serving.server`).
+
+Library::
+
+    from serving.client import RecommenderClient
+    with RecommenderClient("127.0.0.1:8500", model="rearec", timeout=5.0) as c:
+        rec = c.recommend([["item1", "item7"], ["item3"]], k=10)
+        rec["item_ids"], rec["scores"], rec["num_unknown"], rec["model_version"]
+        c.embed([["item1"]])["embedding"]
+        c.score([["item1"]], candidates=[["item2", "item9"]])["scores"]
+        c.metadata(), c.status()
+
+Histories are lists of external ids, oldest first (most recent LAST), of any lengths:
+the client left-pads them (``""`` for string ids, ``-1`` for integer ids). Integer ids
+(Python/numpy ints) go to the ``*_int`` signatures, anything else to the string ones.
+
+Every call has a deadline (``timeout`` seconds per attempt) and is retried with
+exponential backoff on ``UNAVAILABLE`` (at most ``retries`` times); any other failure
+raises :class:`RecommendationError` naming the status code and the server's message.
+
+CLI (prints JSON)::
+
+    python -m serving.client recommend --server 127.0.0.1:8500 --model rearec \\
+        --history 12,7,3 --history 5 --k 10 [--keep-history] [--steps 2]
+    python -m serving.client embed --history 12,7,3
+    python -m serving.client score --history 12,7,3 --candidates 4,5,6
+    python -m serving.client metadata
+    python -m serving.client status
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import grpc  # noqa: E402
+import numpy as np  # noqa: E402
+
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
+                                     predict_pb2, prediction_service_pb2_grpc)
+
+__all__ = ["RecommendationError", "RecommenderClient", "pad_histories", "make_tensor_proto",
+           "tensor_proto_to_ndarray"]
+
+
+class RecommendationError(Exception):
+    """A failed call: ``code`` (e.g. ``"INVALID_ARGUMENT"``), ``details`` (server message)."""
+
+    def __init__(self, code: str, details: str, method: str = "", attempts: int = 1):
+        self.code = code
+        self.details = details
+        self.method = method
+        self.attempts = attempts
+        super().__init__(f"{method} failed with {code}: {details}"
+                         + (f" (after {attempts} attempts)" if attempts > 1 else ""))
+
+
+# --------------------------------------------------------------- tensor protos
+# (small converters so the client does not need to import all of TensorFlow)
+_NP_TO_DT = {np.dtype(np.float32): types_pb2.DT_FLOAT, np.dtype(np.float64): types_pb2.DT_DOUBLE,
+             np.dtype(np.int32): types_pb2.DT_INT32, np.dtype(np.int64): types_pb2.DT_INT64,
+             np.dtype(np.bool_): types_pb2.DT_BOOL}
+_DT_TO_NP = {v: k for k, v in _NP_TO_DT.items()}
+_VAL_FIELD = {types_pb2.DT_FLOAT: "float_val", types_pb2.DT_DOUBLE: "double_val",
+              types_pb2.DT_INT32: "int_val", types_pb2.DT_INT64: "int64_val",
+              types_pb2.DT_BOOL: "bool_val"}
+
+
+def make_tensor_proto(value) -> tensor_pb2.TensorProto:
+    arr = np.asarray(value)
+    proto = tensor_pb2.TensorProto()
+    proto.tensor_shape.CopyFrom(tensor_shape_pb2.TensorShapeProto(
+        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in arr.shape]))
+    if arr.dtype.kind in "OUS":
+        proto.dtype = types_pb2.DT_STRING
+        proto.string_val.extend(x if isinstance(x, bytes) else str(x).encode("utf-8")
+                                for x in arr.reshape(-1).tolist())
+        return proto
+    if arr.dtype not in _NP_TO_DT:
+        raise TypeError(f"unsupported dtype {arr.dtype}")
+    proto.dtype = _NP_TO_DT[arr.dtype]
+    proto.tensor_content = np.ascontiguousarray(arr).tobytes()
+    return proto
+
+
+def tensor_proto_to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
+    shape = [d.size for d in proto.tensor_shape.dim]
+    n = int(np.prod(shape)) if shape else 1
+    if proto.dtype == types_pb2.DT_STRING:
+        vals = [b.decode("utf-8", "replace") for b in proto.string_val]
+        if len(vals) == 1 and n > 1:
+            vals = vals * n
+        return np.array(vals, dtype=object).reshape(shape)
+    dt = _DT_TO_NP.get(proto.dtype)
+    if dt is None:
+        raise TypeError(f"unsupported tensor dtype {types_pb2.DataType.Name(proto.dtype)}")
+    if proto.tensor_content:
+        return np.frombuffer(proto.tensor_content, dtype=dt).reshape(shape).copy()
+    vals = np.array(getattr(proto, _VAL_FIELD[proto.dtype]), dtype=dt)
+    if vals.size == n:
+        return vals.reshape(shape)
+    out = np.empty(n, dt)
+    out[:] = vals[-1] if vals.size else 0  # TF's "repeat the last value" encoding
+    out[: vals.size] = vals
+    return out.reshape(shape)
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+def pad_histories(histories) -> Tuple[np.ndarray, bool]:
+    """Left-pad histories (most recent last) into a 2-D array; returns ``(array, is_int)``:
+    int64 padded with -1 when every id is an integer, else strings padded with ``""``."""
+    if isinstance(histories, np.ndarray) and histories.ndim == 2:
+        is_int = histories.dtype.kind in "iu"
+        return (histories.astype(np.int64) if is_int else histories.astype(object)), is_int
+    rows = [list(h) for h in histories]
+    flat = [x for r in rows for x in r]
+    is_int = bool(flat) and all(_is_int(x) for x in flat)
+    length = max([len(r) for r in rows] + [0])
+    if is_int:
+        out = np.full((len(rows), length), -1, np.int64)
+    else:
+        out = np.full((len(rows), length), "", object)
+    for i, r in enumerate(rows):
+        if r:
+            out[i, length - len(r):] = r if is_int else [str(x) for x in r]
+    return out, is_int
+
+
+# ---------------------------------------------------------------------- client
+class RecommenderClient:
+    """gRPC client of one model on TF Serving's PredictionService / ModelService."""
+
+    def __init__(self, server: str = "127.0.0.1:8500", model: str = "rearec", timeout: float = 10.0,
+                 retries: int = 3, backoff: float = 0.1, max_backoff: float = 2.0,
+                 version: Optional[int] = None, channel: Optional[grpc.Channel] = None):
+        self.server = server
+        self.model = model
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.version = version
+        self._channel = channel or grpc.insecure_channel(
+            server, options=[("grpc.max_receive_message_length", 64 << 20),
+                             ("grpc.max_send_message_length", 64 << 20)])
+        self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ------------------------------------------------------------ transport
+    def _call(self, method, request, name: str):
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return method(request, timeout=self.timeout)
+            except grpc.RpcError as e:
+                code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
+                if code == grpc.StatusCode.UNAVAILABLE and attempt <= self.retries:
+                    delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+                    time.sleep(delay * (0.5 + random.random() / 2))
+                    continue
+                details = e.details() if hasattr(e, "details") else str(e)
+                raise RecommendationError(code.name, details or "", name, attempt) from None
+
+    def _spec(self, spec, signature: Optional[str] = None):
+        spec.name = self.model
+        if self.version is not None:
+            spec.version.value = int(self.version)
+        if signature is not None:
+            spec.signature_name = signature
+
+    # ---------------------------------------------------------------- calls
+    def predict(self, signature: str, inputs: Dict[str, Any], output_filter: Sequence[str] = ()
+                ) -> Dict[str, Any]:
+        """Generic Predict: numpy-convertible inputs -> numpy outputs (+ ``model_version``)."""
+        req = predict_pb2.PredictRequest()
+        self._spec(req.model_spec, signature)
+        for k, v in inputs.items():
+            req.inputs[k].CopyFrom(v if isinstance(v, tensor_pb2.TensorProto) else make_tensor_proto(v))
+        req.output_filter.extend(output_filter)
+        resp = self._call(self._predict.Predict, req, f"Predict[{signature}]")
+        out: Dict[str, Any] = {k: tensor_proto_to_ndarray(v) for k, v in resp.outputs.items()}
+        out["model_version"] = int(resp.model_spec.version.value)
+        return out
+
+    def _common(self, histories, steps):
+        hist, is_int = pad_histories(histories)
+        inputs: Dict[str, Any] = {"history": hist}
+        if steps is not None:
+            inputs["steps"] = np.int32(steps)
+        return inputs, is_int
+
+    def recommend(self, histories, k: int = 10, exclude_history: bool = True,
+                  steps: Optional[int] = None, signature: Optional[str] = None) -> Dict[str, Any]:
+        """Top-``k``: ``item_ids`` ``[B, k]``, ``scores`` ``[B, k]``, ``num_unknown`` ``[B]``."""
+        inputs, is_int = self._common(histories, steps)
+        inputs["k"] = np.int32(k)
+        inputs["exclude_history"] = np.bool_(exclude_history)
+        return self.predict(signature or ("recommend_int" if is_int else "recommend"), inputs)
+
+    def embed(self, histories, steps: Optional[int] = None) -> Dict[str, Any]:
+        """``embedding`` ``[B, d]`` and ``num_unknown`` ``[B]``."""
+        inputs, is_int = self._common(histories, steps)
+        return self.predict("user_embedding_int" if is_int else "user_embedding", inputs)
+
+    def score(self, histories, candidates, steps: Optional[int] = None) -> Dict[str, Any]:
+        """``scores`` ``[B, C]`` of ``candidates`` (one list per history; unknown -> -inf)."""
+        inputs, is_int = self._common(histories, steps)
+        cands, c_int = pad_histories(candidates)
+        if c_int != is_int:  # make both the same kind of id
+            is_int = False
+            inputs["history"] = inputs["history"].astype(str).astype(object)
+            inputs["history"][inputs["history"] == "-1"] = ""
+            cands = cands.astype(str).astype(object)
+            cands[cands == "-1"] = ""
+        inputs["candidates"] = cands
+        return self.predict("score_items_int" if is_int else "score_items", inputs)
+
+    def metadata(self) -> Dict[str, Any]:
+        """``{"version": int, "signatures": {name: {"inputs": {alias: {"dtype", "shape"}},
+        "outputs": {...}, "defaults": [...]}}}`` from GetModelMetadata."""
+        req = get_model_metadata_pb2.GetModelMetadataRequest()
+        self._spec(req.model_spec)
+        req.metadata_field.append("signature_def")
+        resp = self._call(self._predict.GetModelMetadata, req, "GetModelMetadata")
+        sdm = get_model_metadata_pb2.SignatureDefMap()
+        resp.metadata["signature_def"].Unpack(sdm)
+
+        def info(m):
+            return {k: {"dtype": types_pb2.DataType.Name(v.dtype)[3:].lower(),
+                        "shape": None if v.tensor_shape.unknown_rank else
+                        [d.size if d.size >= 0 else None for d in v.tensor_shape.dim]}
+                    for k, v in sorted(m.items())}
+
+        sigs = {name: {"inputs": info(sd.inputs), "outputs": info(sd.outputs),
+                       "defaults": sorted(sd.defaults)}
+                for name, sd in sorted(sdm.signature_def.items())}
+        return {"version": int(resp.model_spec.version.value), "signatures": sigs}
+
+    def status(self) -> List[Dict[str, Any]]:
+        """``[{"version": int, "state": "AVAILABLE"|..., "error_code": int}]``."""
+        req = get_model_status_pb2.GetModelStatusRequest()
+        self._spec(req.model_spec)
+        resp = self._call(self._models.GetModelStatus, req, "GetModelStatus")
+        State = get_model_status_pb2.ModelVersionStatus.State
+        return [{"version": int(s.version), "state": State.Name(s.state),
+                 "error_code": int(s.status.error_code)} for s in resp.model_version_status]
+
+
+# ------------------------------------------------------------------------- CLI
+def _parse_history(s: str, as_int: bool):
+    items = [x for x in s.split(",") if x != ""]
+    return [int(x) for x in items] if as_int else items
+
+
+def _jsonable(out: Dict[str, Any]) -> Dict[str, Any]:
+    res = {}
+    for k, v in out.items():
+        if isinstance(v, np.ndarray):
+            if v.dtype.kind == "f":
+                v = np.where(np.isfinite(v), v, None).tolist() if not np.isfinite(v).all() else v.tolist()
+            else:
+                v = v.tolist()
+        res[k] = v
+    return res
+
+
+def main(argv=None, client_factory=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m serving.client", description=__doc__.split("\n\n")[0])
+    p.add_argument("command", choices=["recommend", "embed", "score", "metadata", "status"])
+    p.add_argument("--server", default="127.0.0.1:8500", help="host:port of the gRPC API")
+    p.add_argument("--model", default="rearec")
+    p.add_argument("--version", type=int, default=None)
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per attempt")
+    p.add_argument("--retries", type=int, default=3, help="retries on UNAVAILABLE")
+    p.add_argument("--history", action="append", default=[],
+                   help="comma-separated ids, oldest first; repeat for a batch ('' = empty)")
+    p.add_argument("--candidates", action="append", default=[], help="comma-separated ids (score)")
+    p.add_argument("--int-ids", action="store_true", help="ids are integers (*_int signatures)")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--keep-history", action="store_true", help="allow history items in the top-k")
+    p.add_argument("--steps", type=int, default=None, help="reasoning steps (default: trained K)")
+    args = p.parse_args(argv)
+    factory = client_factory or RecommenderClient
+    client = factory(args.server, model=args.model, timeout=args.timeout, retries=args.retries,
+                     version=args.version)
+    try:
+        hist = [_parse_history(h, args.int_ids) for h in args.history]
+        if args.command in ("recommend", "embed", "score") and not hist:
+            p.error("--history is required")
+        if args.command == "recommend":
+            out = client.recommend(hist, k=args.k, exclude_history=not args.keep_history, steps=args.steps)
+        elif args.command == "embed":
+            out = client.embed(hist, steps=args.steps)
+        elif args.command == "score":
+            cands = [_parse_history(c, args.int_ids) for c in args.candidates]
+            if len(cands) != len(hist):
+                p.error("give one --candidates per --history")
+            out = client.score(hist, cands, steps=args.steps)
+        elif args.command == "metadata":
+            out = client.metadata()
+        else:
+            out = {"model_version_status": client.status()}
+        print(json.dumps(_jsonable(out) if isinstance(out, dict) else out, indent=2))
+        return 0
+    except RecommendationError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

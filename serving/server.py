@@ -1,0 +1,803 @@
+"""A local model server speaking TensorFlow Serving's gRPC (and REST) API, for
+development, tests and benchmarks.
+
+::
+
+    python -m serving.server --model_base_path models/rearec --port 8500 \\
+        [--host 127.0.0.1] [--model_name rearec] [--rest_api_port 8501] [--enable_batching]
+
+It serves ANY SavedModel export laid out as TF Serving expects (``BASE/<int version>/``)
+with plain ``tf.saved_model.load`` — no rearec_tf code is imported:
+
+- ``tensorflow.serving.PredictionService``: ``Predict`` and ``GetModelMetadata``
+  (``signature_def`` metadata, a packed ``SignatureDefMap`` as TF Serving returns it);
+  ``Classify``/``Regress``/``MultiInference`` answer ``UNIMPLEMENTED``.
+- ``tensorflow.serving.ModelService``: ``GetModelStatus``.
+- Versions: the ``--num_versions`` (2) highest integer versions are loaded; a request
+  without a version gets the highest. The base path is polled every
+  ``--poll_interval`` seconds: a new version is loaded fully (and warmed up with its
+  ``assets.extra/tf_serving_warmup_requests``) before being swapped in atomically;
+  requests in flight finish on the version they started on. Folders whose name is not
+  an integer (e.g. ``.tmp-3-1234`` of an export in progress) are ignored; a version that
+  fails to load is logged and skipped until its files change.
+- Validation before the model runs (TF Serving's status codes): unknown model ->
+  ``NOT_FOUND``, unknown version -> ``NOT_FOUND``, unknown signature, unknown/missing input
+  (missing inputs take the SignatureDef ``defaults`` when present, as TF Serving does),
+  wrong dtype or rank, batch > ``--max_batch_size`` (1024), any other dimension >
+  ``--max_length`` (10000), scalar ``k`` > ``--max_k`` (1000) -> ``INVALID_ARGUMENT`` with
+  a message saying what was expected. Errors raised by the model keep their TF status
+  code (e.g. a failed ``tf.debugging`` assertion -> ``INVALID_ARGUMENT``).
+- ``--enable_batching``: requests for the same version and signature, with the same
+  scalar inputs and the same non-batch dimensions, arriving within
+  ``--batch_timeout_micros`` are concatenated along the batch dimension (up to
+  ``--max_batch_rows`` rows) and run once.
+- SIGTERM/SIGINT: stop accepting, let in-flight requests finish (grace 5 s), exit 0.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Dict, List, Optional, Tuple
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import grpc  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from google.protobuf import any_pb2, json_format  # noqa: E402
+from tensorflow.core.framework import types_pb2  # noqa: E402
+from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
+from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,  # noqa: E402
+                                     model_service_pb2_grpc, predict_pb2,
+                                     prediction_log_pb2, prediction_service_pb2_grpc)
+
+logger = logging.getLogger("serving.server")
+
+DEFAULT_SIGNATURE = "serving_default"
+WARMUP = os.path.join("assets.extra", "tf_serving_warmup_requests")
+
+
+class ServingError(Exception):
+    """An error answered to the client with a gRPC status code."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _tf_error_code(e: tf.errors.OpError) -> grpc.StatusCode:
+    for c in grpc.StatusCode:
+        if c.value[0] == e.error_code:
+            return c
+    return grpc.StatusCode.INTERNAL
+
+
+def _tf_error_message(e: tf.errors.OpError) -> str:
+    msg = e.message or str(e)
+    # Keep the assertion text, drop TF's stack-trace noise.
+    for line in msg.splitlines():
+        if "assertion failed" in line or "must be" in line:
+            return line.strip()
+    return msg.strip().splitlines()[0] if msg.strip() else type(e).__name__
+
+
+# ------------------------------------------------------------------ servables
+@dataclass
+class Servable:
+    """One loaded version of the model."""
+
+    version: int
+    path: str
+    loaded: object
+    signature_defs: Dict[str, object]  # name -> meta_graph_pb2.SignatureDef
+    functions: Dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, version: int, path: str) -> "Servable":
+        sm = saved_model_pb2.SavedModel()
+        with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+            sm.ParseFromString(f.read())
+        metas = [m for m in sm.meta_graphs if "serve" in m.meta_info_def.tags] or list(sm.meta_graphs)
+        if not metas:
+            raise ValueError(f"{path}: no MetaGraph")
+        loaded = tf.saved_model.load(path, tags=["serve"])
+        sigdefs = dict(metas[0].signature_def)
+        functions = {name: loaded.signatures[name] for name in sigdefs if name in loaded.signatures}
+        return cls(version, path, loaded, sigdefs, functions)
+
+
+@dataclass
+class Limits:
+    max_batch_size: int = 1024
+    max_length: int = 10_000
+    max_k: int = 1000
+
+
+def _dtype_name(dt: int) -> str:
+    try:
+        return tf.as_dtype(dt).name
+    except TypeError:
+        return types_pb2.DataType.Name(dt)
+
+
+def resolve_inputs(servable: Servable, signature_name: str, inputs: Dict[str, object],
+                   limits: Limits) -> Dict[str, np.ndarray]:
+    """Validate request tensors (TensorProtos or numpy arrays) against the signature and
+    fill defaults. Returns numpy arrays keyed by input alias."""
+    sig = servable.signature_defs.get(signature_name)
+    if sig is None or signature_name not in servable.functions:
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"Serving signature name: \"{signature_name}\" not found in signature def; "
+                           f"available: {sorted(servable.functions)}")
+    out: Dict[str, np.ndarray] = {}
+    for alias, value in inputs.items():
+        if alias not in sig.inputs:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"input tensor alias not found in signature: {alias}. Inputs expected "
+                               f"to be in the set {{{','.join(sorted(sig.inputs))}}}.")
+        info = sig.inputs[alias]
+        want = tf.as_dtype(info.dtype)
+        if isinstance(value, np.ndarray):
+            arr = value
+            got = tf.as_dtype(arr.dtype) if arr.dtype != object else tf.string
+        else:
+            got_dt = value.dtype
+            if got_dt != info.dtype:
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"Expects arg[{alias}] to be {_dtype_name(info.dtype)} but "
+                                   f"{_dtype_name(got_dt)} is provided")
+            try:
+                arr = tf.make_ndarray(value)
+            except Exception as e:  # noqa: BLE001 - malformed TensorProto
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"input {alias}: malformed tensor: {e}") from None
+            got = want
+        if got != want:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"Expects arg[{alias}] to be {want.name} but {got.name} is provided")
+        _check_shape(alias, arr, info, limits)
+        out[alias] = arr
+    for alias in sig.inputs:
+        if alias in out:
+            continue
+        if alias in sig.defaults:
+            out[alias] = tf.make_ndarray(sig.defaults[alias])
+        else:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"Signature input alias: {alias} not found in request and no default "
+                               f"value provided. Inputs expected to be in the request "
+                               f"{{{','.join(sorted(sig.inputs))}}}")
+    batches = {a: v.shape[0] for a, v in out.items()
+               if v.ndim >= 1 and not sig.inputs[a].tensor_shape.unknown_rank
+               and sig.inputs[a].tensor_shape.dim[0].size == -1}
+    if len(set(batches.values())) > 1:
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"inputs must have the same batch size (dimension 0), got {batches}")
+    return out
+
+
+def _check_shape(alias: str, arr: np.ndarray, info, limits: Limits) -> None:
+    shape = info.tensor_shape
+    if not shape.unknown_rank:
+        rank = len(shape.dim)
+        if arr.ndim != rank:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"input {alias} must have rank {rank} (shape "
+                               f"{[d.size if d.size >= 0 else None for d in shape.dim]}), got shape "
+                               f"{list(arr.shape)}")
+        for i, d in enumerate(shape.dim):
+            if d.size >= 0 and arr.shape[i] != d.size:
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"input {alias}: dimension {i} must be {d.size}, got {arr.shape[i]}")
+    if arr.ndim >= 1 and arr.shape[0] > limits.max_batch_size:
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"input {alias}: batch size {arr.shape[0]} exceeds the limit "
+                           f"{limits.max_batch_size} (--max_batch_size)")
+    for i in range(1, arr.ndim):
+        if arr.shape[i] > limits.max_length:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"input {alias}: dimension {i} is {arr.shape[i]}, over the limit "
+                               f"{limits.max_length} (--max_length)")
+    if alias == "k" and arr.ndim == 0 and arr.dtype.kind in "iu" and int(arr) > limits.max_k:
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"k={int(arr)} exceeds the limit {limits.max_k} (--max_k)")
+
+
+def run_signature(servable: Servable, signature_name: str, arrays: Dict[str, np.ndarray]
+                  ) -> Dict[str, np.ndarray]:
+    fn = servable.functions[signature_name]
+    inputs = servable.signature_defs[signature_name].inputs
+    try:
+        outputs = fn(**{k: tf.constant(v, dtype=tf.as_dtype(inputs[k].dtype)) for k, v in arrays.items()})
+    except tf.errors.OpError as e:
+        raise ServingError(_tf_error_code(e), _tf_error_message(e)) from None
+    except (TypeError, ValueError) as e:
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(e).splitlines()[0]) from None
+    return {k: v.numpy() for k, v in outputs.items()}
+
+
+# --------------------------------------------------------------------- manager
+class ModelManager:
+    """Loads versions of one model from its base path and swaps new ones in atomically."""
+
+    def __init__(self, name: str, base_path: str, num_versions: int = 2, poll_interval: float = 1.0,
+                 limits: Optional[Limits] = None, warmup: bool = True):
+        self.name = name
+        self.base_path = os.path.abspath(base_path)
+        self.num_versions = max(1, num_versions)
+        self.poll_interval = poll_interval
+        self.limits = limits or Limits()
+        self.warmup = warmup
+        self._servables: Dict[int, Servable] = {}  # replaced, never mutated
+        self._loading: Dict[int, str] = {}
+        self._failed: Dict[int, Tuple[float, str]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    # -- access
+    def get(self, version: Optional[int] = None) -> Servable:
+        servables = self._servables
+        if not servables:
+            raise ServingError(grpc.StatusCode.UNAVAILABLE,
+                               f"Servable not found for request: Latest({self.name}): no version "
+                               f"loaded yet from {self.base_path}")
+        if version is None:
+            return servables[max(servables)]
+        s = servables.get(version)
+        if s is None:
+            raise ServingError(grpc.StatusCode.NOT_FOUND,
+                               f"Servable not found for request: Specific({self.name}, {version}); "
+                               f"available versions: {sorted(servables)}")
+        return s
+
+    def versions(self) -> Dict[int, str]:
+        out = {v: "AVAILABLE" for v in self._servables}
+        out.update({v: "LOADING" for v in dict(self._loading) if v not in out})
+        return out
+
+    # -- polling
+    def _scan(self) -> Dict[int, str]:
+        try:
+            names = os.listdir(self.base_path)
+        except FileNotFoundError:
+            return {}
+        found = {}
+        for d in names:
+            if d.isdigit():
+                p = os.path.join(self.base_path, d)
+                if os.path.isfile(os.path.join(p, "saved_model.pb")):
+                    found[int(d)] = p
+        return found
+
+    def poll_once(self) -> None:
+        found = self._scan()
+        wanted = sorted(found)[-self.num_versions:]
+        for v in sorted(wanted, reverse=True):  # newest first
+            if v in self._servables:
+                continue
+            path = found[v]
+            stamp = os.path.getmtime(os.path.join(path, "saved_model.pb"))
+            if self._failed.get(v, (None,))[0] == stamp:
+                continue
+            self._loading[v] = path
+            t0 = time.time()
+            try:
+                s = Servable.load(v, path)
+                n = self._run_warmup(s) if self.warmup else 0
+            except Exception as e:  # noqa: BLE001 - a bad version must not stop the server
+                logger.error("failed to load %s version %d from %s: %s", self.name, v, path, e)
+                self._failed[v] = (stamp, str(e))
+                continue
+            finally:
+                self._loading.pop(v, None)
+            with self._lock:
+                new = dict(self._servables)
+                new[v] = s
+                self._servables = new  # atomic swap
+            logger.info("loaded %s version %d (%s, %d warm-up requests) in %.1fs",
+                        self.name, v, path, n, time.time() - t0)
+        stale = [v for v in self._servables if v not in wanted]
+        keep_any = [v for v in self._servables if v not in stale]
+        if stale and keep_any:
+            with self._lock:
+                self._servables = {v: s for v, s in self._servables.items() if v not in stale}
+            logger.info("unloaded %s version(s) %s", self.name, stale)
+
+    def _run_warmup(self, s: Servable) -> int:
+        path = os.path.join(s.path, WARMUP)
+        if not os.path.exists(path):
+            return 0
+        n = 0
+        for record in tf.data.TFRecordDataset(path):
+            log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+            if not log.HasField("predict_log"):
+                continue
+            req = log.predict_log.request
+            sig = req.model_spec.signature_name or DEFAULT_SIGNATURE
+            arrays = resolve_inputs(s, sig, dict(req.inputs), self.limits)
+            run_signature(s, sig, arrays)
+            n += 1
+            if n >= 1000:
+                break
+        return n
+
+    def start(self) -> None:
+        self.poll_once()
+
+        def loop():
+            while not self._stop.wait(self.poll_interval):
+                try:
+                    self.poll_once()
+                except Exception:  # noqa: BLE001
+                    logger.exception("polling %s failed", self.base_path)
+
+        self._thread = threading.Thread(target=loop, name="version-poller", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+# --------------------------------------------------------------------- batcher
+class Batcher:
+    """Concatenates compatible concurrent requests along dimension 0."""
+
+    def __init__(self, max_rows: int = 256, timeout_s: float = 0.002, workers: int = 2):
+        self.max_rows = max_rows
+        self.timeout_s = timeout_s
+        self._q: "queue.Queue" = queue.Queue()
+        self._stop = False
+        self._threads = [threading.Thread(target=self._loop, daemon=True, name=f"batcher-{i}")
+                         for i in range(workers)]
+        for t in self._threads:
+            t.start()
+
+    @staticmethod
+    def _key(servable: Servable, sig: str, arrays: Dict[str, np.ndarray]):
+        sd = servable.signature_defs[sig]
+        parts = []
+        for a in sorted(arrays):
+            v = arrays[a]
+            shape = sd.inputs[a].tensor_shape
+            batched = v.ndim >= 1 and not shape.unknown_rank and shape.dim[0].size == -1
+            if batched:
+                parts.append((a, "B", v.dtype.str, v.shape[1:]))
+            else:
+                parts.append((a, "S", v.dtype.str, v.shape, v.tobytes() if v.dtype != object
+                              else tuple(v.reshape(-1).tolist())))
+        return (servable.version, id(servable), sig, tuple(parts))
+
+    def submit(self, servable: Servable, sig: str, arrays: Dict[str, np.ndarray]):
+        fut: cf.Future = cf.Future()
+        rows = next((v.shape[0] for v in arrays.values() if v.ndim >= 1), 0)
+        if rows == 0 or rows >= self.max_rows:
+            fut.set_result(run_signature(servable, sig, arrays))
+            return fut.result()
+        self._q.put((self._key(servable, sig, arrays), servable, sig, arrays, rows, fut))
+        return fut.result()
+
+    def _loop(self):
+        pending: List = []
+        while not self._stop:
+            first = pending.pop(0) if pending else self._q.get()
+            if first is None:
+                return
+            key = first[0]
+            group, rows = [first], first[4]
+            deadline = time.monotonic() + self.timeout_s
+            keep = []
+            for item in pending:  # items of other keys left from the previous round
+                if item[0] == key and rows + item[4] <= self.max_rows:
+                    group.append(item)
+                    rows += item[4]
+                else:
+                    keep.append(item)
+            pending = keep
+            while rows < self.max_rows:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    item = self._q.get(timeout=left)
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._stop = True
+                    break
+                if item[0] == key and rows + item[4] <= self.max_rows:
+                    group.append(item)
+                    rows += item[4]
+                else:
+                    pending.append(item)
+            self._run(group)
+
+    @staticmethod
+    def _run(group):
+        _, servable, sig, _, _, _ = group[0]
+        if len(group) == 1:
+            _, _, _, arrays, _, fut = group[0]
+            try:
+                fut.set_result(run_signature(servable, sig, arrays))
+            except Exception as e:  # noqa: BLE001
+                fut.set_exception(e)
+            return
+        sd = servable.signature_defs[sig]
+        merged = {}
+        for a, v in group[0][3].items():
+            shape = sd.inputs[a].tensor_shape
+            if v.ndim >= 1 and not shape.unknown_rank and shape.dim[0].size == -1:
+                merged[a] = np.concatenate([g[3][a] for g in group], axis=0)
+            else:
+                merged[a] = v
+        total = sum(g[4] for g in group)
+        try:
+            out = run_signature(servable, sig, merged)
+            if any(o.ndim == 0 or o.shape[0] != total for o in out.values()):
+                raise ValueError("outputs not batched along dimension 0")
+        except Exception:  # noqa: BLE001 - fall back to one request at a time
+            for _, _, _, arrays, _, fut in group:
+                try:
+                    fut.set_result(run_signature(servable, sig, arrays))
+                except Exception as e:  # noqa: BLE001
+                    fut.set_exception(e)
+            return
+        start = 0
+        for _, _, _, _, rows, fut in group:
+            fut.set_result({k: o[start:start + rows] for k, o in out.items()})
+            start += rows
+
+    def stop(self):
+        self._stop = True
+        for _ in self._threads:
+            self._q.put(None)
+
+
+# ------------------------------------------------------------------- services
+class Core:
+    """What both the gRPC and the REST front-ends call."""
+
+    def __init__(self, manager: ModelManager, batcher: Optional[Batcher] = None):
+        self.manager = manager
+        self.batcher = batcher
+
+    def servable(self, name: str, version: Optional[int]) -> Servable:
+        if name != self.manager.name:
+            raise ServingError(grpc.StatusCode.NOT_FOUND,
+                               f"Servable not found for request: Latest({name}); this server "
+                               f"serves model {self.manager.name!r}")
+        return self.manager.get(version)
+
+    def predict(self, name: str, version: Optional[int], signature: str, inputs: Dict[str, object],
+                output_filter=()) -> Tuple[Servable, str, Dict[str, np.ndarray]]:
+        s = self.servable(name, version)
+        sig = signature or DEFAULT_SIGNATURE
+        arrays = resolve_inputs(s, sig, inputs, self.manager.limits)
+        wanted = list(output_filter)
+        outputs_def = s.signature_defs[sig].outputs
+        for o in wanted:
+            if o not in outputs_def:
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"output tensor alias not found in signature: {o} Outputs "
+                                   f"expected to be in the set {{{','.join(sorted(outputs_def))}}}.")
+        if self.batcher is not None:
+            out = self.batcher.submit(s, sig, arrays)
+        else:
+            out = run_signature(s, sig, arrays)
+        if wanted:
+            out = {k: v for k, v in out.items() if k in wanted}
+        return s, sig, out
+
+
+def _grpc_call(fn):
+    def wrapper(self, request, context):
+        try:
+            return fn(self, request, context)
+        except ServingError as e:
+            context.abort(e.code, e.message)
+        except Exception as e:  # noqa: BLE001 - never kill the server on a request
+            logger.exception("internal error")
+            context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
+def _version_of(spec) -> Optional[int]:
+    if spec.HasField("version"):
+        return int(spec.version.value)
+    if spec.version_label:
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"version labels are not configured on this server "
+                           f"(got {spec.version_label!r}); ask for a version number")
+    return None
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, core: Core):
+        self.core = core
+
+    @_grpc_call
+    def Predict(self, request, context):
+        spec = request.model_spec
+        s, sig, out = self.core.predict(spec.name, _version_of(spec), spec.signature_name,
+                                        dict(request.inputs), request.output_filter)
+        resp = predict_pb2.PredictResponse()
+        resp.model_spec.name = spec.name
+        resp.model_spec.version.value = s.version
+        resp.model_spec.signature_name = sig
+        for k, v in out.items():
+            resp.outputs[k].CopyFrom(tf.make_tensor_proto(v))
+        return resp
+
+    @_grpc_call
+    def GetModelMetadata(self, request, context):
+        spec = request.model_spec
+        fields = list(request.metadata_field)
+        if not fields:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               "GetModelMetadataRequest must specify at least one metadata_field")
+        for f in fields:
+            if f != "signature_def":
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"Metadata field {f} is not supported")
+        s = self.core.servable(spec.name, _version_of(spec))
+        resp = get_model_metadata_pb2.GetModelMetadataResponse()
+        resp.model_spec.name = spec.name
+        resp.model_spec.version.value = s.version
+        sdm = get_model_metadata_pb2.SignatureDefMap()
+        for k, v in s.signature_defs.items():
+            sdm.signature_def[k].CopyFrom(v)
+        packed = any_pb2.Any()
+        packed.Pack(sdm)
+        resp.metadata["signature_def"].CopyFrom(packed)
+        return resp
+
+    def _unimplemented(self, request, context):
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "only Predict and GetModelMetadata are served")
+
+    Classify = Regress = MultiInference = _unimplemented
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, core: Core):
+        self.core = core
+
+    @_grpc_call
+    def GetModelStatus(self, request, context):
+        spec = request.model_spec
+        if spec.name != self.core.manager.name:
+            raise ServingError(grpc.StatusCode.NOT_FOUND,
+                               f"Could not find any versions of model {spec.name}")
+        versions = self.core.manager.versions()
+        want = _version_of(spec)
+        if want is not None:
+            if want not in versions:
+                raise ServingError(grpc.StatusCode.NOT_FOUND,
+                                   f"Could not find version {want} of model {spec.name}")
+            versions = {want: versions[want]}
+        resp = get_model_status_pb2.GetModelStatusResponse()
+        State = get_model_status_pb2.ModelVersionStatus.State
+        for v in sorted(versions, reverse=True):
+            st = resp.model_version_status.add()
+            st.version = v
+            st.state = State.Value(versions[v])
+            st.status.error_code = 0
+        return resp
+
+    @_grpc_call
+    def HandleReloadConfigRequest(self, request, context):
+        raise ServingError(grpc.StatusCode.UNIMPLEMENTED,
+                           "this server serves one model from --model_base_path")
+
+
+# ------------------------------------------------------------------------ REST
+_HTTP = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.NOT_FOUND: 404,
+         grpc.StatusCode.UNAVAILABLE: 503, grpc.StatusCode.UNIMPLEMENTED: 501,
+         grpc.StatusCode.FAILED_PRECONDITION: 400, grpc.StatusCode.OUT_OF_RANGE: 400}
+
+
+def _to_json(v: np.ndarray):
+    if v.dtype == object:
+        return np.vectorize(lambda b: b.decode("utf-8", "replace") if isinstance(b, bytes) else b,
+                            otypes=[object])(v).tolist() if v.size else v.tolist()
+    return v.tolist()
+
+
+def make_rest_handler(core: Core):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, fmt, *args):  # quiet
+            logger.debug(fmt, *args)
+
+        def _send(self, code: int, obj) -> None:
+            body = json.dumps(obj).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _route(self):
+            path = self.path.split("?")[0]
+            if not path.startswith("/v1/models/"):
+                raise ServingError(grpc.StatusCode.NOT_FOUND, f"Malformed request: {path}")
+            rest = path[len("/v1/models/"):]
+            verb = None
+            if ":" in rest:
+                rest, verb = rest.rsplit(":", 1)
+            parts = rest.split("/")
+            name, version, extra = parts[0], None, parts[1:]
+            if len(extra) >= 2 and extra[0] == "versions":
+                version = int(extra[1]) if extra[1].isdigit() else None
+                extra = extra[2:]
+            return name, version, extra, verb
+
+        def do_GET(self):
+            try:
+                name, version, extra, _ = self._route()
+                if extra == ["metadata"]:
+                    s = core.servable(name, version)
+                    sdm = get_model_metadata_pb2.SignatureDefMap()
+                    for k, v in s.signature_defs.items():
+                        sdm.signature_def[k].CopyFrom(v)
+                    self._send(200, {"model_spec": {"name": name, "signature_name": "",
+                                                    "version": str(s.version)},
+                                     "metadata": {"signature_def": json_format.MessageToDict(sdm)}})
+                    return
+                if name != core.manager.name:
+                    raise ServingError(grpc.StatusCode.NOT_FOUND,
+                                       f"Could not find any versions of model {name}")
+                vs = core.manager.versions()
+                if version is not None:
+                    vs = {v: st for v, st in vs.items() if v == version}
+                self._send(200, {"model_version_status": [
+                    {"version": str(v), "state": st, "status": {"error_code": "OK", "error_message": ""}}
+                    for v, st in sorted(vs.items(), reverse=True)]})
+            except ServingError as e:
+                self._send(_HTTP.get(e.code, 500), {"error": e.message})
+
+        def do_POST(self):
+            try:
+                name, version, _, verb = self._route()
+                if verb != "predict":
+                    raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"unsupported verb {verb!r}")
+                n = int(self.headers.get("Content-Length") or 0)
+                try:
+                    body = json.loads(self.rfile.read(n) or b"{}")
+                except json.JSONDecodeError as e:
+                    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"JSON parse error: {e}") from None
+                s = core.servable(name, version)
+                sig = body.get("signature_name") or DEFAULT_SIGNATURE
+                sd = s.signature_defs.get(sig)
+                if sd is None:
+                    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                       f"Serving signature name: \"{sig}\" not found in signature def")
+                row_format = "instances" in body
+                raw = body.get("inputs") if not row_format else body["instances"]
+                if row_format:
+                    if raw and isinstance(raw[0], dict):
+                        raw = {k: [r[k] for r in raw] for k in raw[0]}
+                    else:
+                        raw = {next(iter(sd.inputs)): raw}
+                if not isinstance(raw, dict):
+                    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                       "body must hold \"inputs\" (an object of named inputs) or "
+                                       "\"instances\"")
+                inputs = {}
+                for k, v in raw.items():
+                    if k not in sd.inputs:
+                        inputs[k] = np.asarray(v)  # rejected with the standard message
+                        continue
+                    dt = tf.as_dtype(sd.inputs[k].dtype)
+                    try:
+                        if dt == tf.string:
+                            arr = np.asarray(v, dtype=object)
+                            arr = np.vectorize(lambda x: str(x).encode(), otypes=[object])(arr) \
+                                if arr.size else arr.astype(object)
+                        else:
+                            arr = np.asarray(v, dtype=dt.as_numpy_dtype)
+                    except (TypeError, ValueError) as e:
+                        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                           f"input {k}: cannot convert to {dt.name}: {e}") from None
+                    inputs[k] = arr
+                s, sig, out = core.predict(name, version, sig, inputs)
+                if row_format:
+                    self._send(200, {"predictions": [{k: _to_json(v[i]) for k, v in out.items()}
+                                                     for i in range(len(next(iter(out.values()))))]})
+                else:
+                    self._send(200, {"outputs": {k: _to_json(v) for k, v in out.items()}})
+            except ServingError as e:
+                self._send(_HTTP.get(e.code, 500), {"error": e.message})
+            except Exception as e:  # noqa: BLE001
+                logger.exception("internal error")
+                self._send(500, {"error": f"{type(e).__name__}: {e}"})
+
+    return Handler
+
+
+# ------------------------------------------------------------------------ main
+def serve(args) -> int:
+    limits = Limits(args.max_batch_size, args.max_length, args.max_k)
+    manager = ModelManager(args.model_name, args.model_base_path, args.num_versions,
+                           args.poll_interval, limits, warmup=not args.no_warmup)
+    manager.start()
+    batcher = Batcher(args.max_batch_rows, args.batch_timeout_micros / 1e6) if args.enable_batching else None
+    core = Core(manager, batcher)
+    opts = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20),
+            ("grpc.so_reuseport", 0)]
+    server = grpc.server(cf.ThreadPoolExecutor(max_workers=args.threads), options=opts)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(core), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core), server)
+    bound = server.add_insecure_port(f"{args.host}:{args.port}")
+    if bound == 0:
+        logger.error("cannot bind %s:%d", args.host, args.port)
+        return 1
+    server.start()
+    http = None
+    if args.rest_api_port:
+        http = ThreadingHTTPServer((args.host, args.rest_api_port), make_rest_handler(core))
+        http.daemon_threads = True
+        threading.Thread(target=http.serve_forever, daemon=True, name="rest").start()
+    logger.info("serving %s from %s on gRPC %s:%d%s (versions %s, batching %s)", args.model_name,
+                manager.base_path, args.host, bound,
+                f", REST {args.host}:{args.rest_api_port}" if http else "",
+                sorted(manager.versions()), "on" if batcher else "off")
+    print(f"READY {args.host}:{bound}", flush=True)
+
+    done = threading.Event()
+
+    def on_signal(signum, frame):
+        logger.info("signal %d: shutting down", signum)
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not done.wait(1.0):
+        pass
+    manager.stop()
+    server.stop(grace=5.0).wait(6.0)
+    if http is not None:
+        http.shutdown()
+    if batcher is not None:
+        batcher.stop()
+    logger.info("stopped")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m serving.server", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model_base_path", required=True)
+    p.add_argument("--model_name", default="rearec")
+    p.add_argument("--port", type=int, default=8500, help="gRPC port (0 = any free port)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--rest_api_port", type=int, default=0, help="REST port (0 = no REST API)")
+    p.add_argument("--num_versions", type=int, default=2, help="latest versions kept loaded")
+    p.add_argument("--poll_interval", type=float, default=1.0, help="seconds between base-path scans")
+    p.add_argument("--threads", type=int, default=16, help="gRPC worker threads")
+    p.add_argument("--max_batch_size", type=int, default=1024)
+    p.add_argument("--max_length", type=int, default=10_000)
+    p.add_argument("--max_k", type=int, default=1000)
+    p.add_argument("--enable_batching", action="store_true")
+    p.add_argument("--max_batch_rows", type=int, default=256, help="rows per merged batch")
+    p.add_argument("--batch_timeout_micros", type=int, default=2000)
+    p.add_argument("--no_warmup", action="store_true", help="skip assets.extra warm-up requests")
+    p.add_argument("--log_level", default="INFO")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return serve(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
