@@ -1,0 +1,150 @@
+"""Training throughput, validation time and peak memory of SASRec, ReaRec-ERL and
+ReaRec-PRL on a real dataset, each in its own process (so peak RSS is its own).
+
+    python bench/train_throughput.py --dataset beauty --hidden-size 256 --batch-size 2048 \
+        --runs base,erl:2,prl:2
+
+For each run: one full training epoch after a warm-up that traces every batch shape
+(seconds/epoch, samples/s), a full-ranking validation pass (seconds), and the peak
+resident memory above what the process held after loading the data. PRL is measured in
+its contrastive phase (the costlier one, noisy branch on). Ratios are against the SASRec
+row of the same invocation and against the authors' PyTorch release as measured on this
+kind of machine (issue #4: SASRec 209 samples/s, ERL 51, PRL 27; +4.5/+12.5/+20.4 GiB).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+RELEASE = {"base": (209.0, 4.5), "erl": (51.0, 12.5), "prl": (27.0, 20.4)}
+
+
+def _rss_gib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
+def child(a) -> dict:
+    import rearec_tf  # noqa: F401
+    import tensorflow as tf
+
+    from bench._common import peak_rss_gib
+    from rearec_tf.config import Config
+    from rearec_tf.data import pipeline, prepare
+    from rearec_tf.metrics.ranking import evaluate_full_ranking
+    from rearec_tf.training.evaluation import make_score_fn
+    from rearec_tf.training.trainer import build_model
+
+    method, _, k = a.run.partition(":")
+    cfg = Config.preset("paper", dataset=a.dataset, data_dir=a.data_dir, method=method,
+                        hidden_size=a.hidden_size, batch_size=a.batch_size,
+                        reason_steps=int(k or 2), prl_warmup_epochs=0,
+                        bucket_by_length=not a.no_buckets, jit_compile=a.jit)
+    split = prepare(cfg)
+    buckets = pipeline.default_buckets(cfg.max_len) if cfg.bucket_by_length else None
+    ds = pipeline.train_dataset(split, cfg.max_len, cfg.batch_size, seed=0, buckets=buckets)
+    n = pipeline.num_train_samples(split, "prefix")
+    base_rss = _rss_gib()
+    model, _ = build_model(cfg, split.vocab.num_items, split.item_counts)  # as training does
+    model.set_epoch(5)  # past every warm-up: PRL runs its contrastive branch
+    # Warm-up: one batch of every width traces (and compiles) each shape once.
+    seen, warm = set(), []
+    for b in ds:
+        w = int(b["item_ids"].shape[1])
+        if w not in seen:
+            seen.add(w)
+            warm.append(b)
+    warm_ds = tf.data.Dataset.from_tensors(warm[0])
+    for b in warm[1:]:
+        warm_ds = warm_ds.concatenate(tf.data.Dataset.from_tensors(b))
+    model.fit(warm_ds, verbose=0)
+    t = time.perf_counter()
+    model.fit(ds, epochs=1, verbose=0)
+    epoch_s = time.perf_counter() - t
+
+    score = make_score_fn(model)
+    vds = pipeline.eval_dataset(split.valid, cfg.max_len, cfg.eval_batch_size, buckets=buckets)
+    evaluate_full_ranking(score, vds.take(2), modes=("masked",),
+                          progress=False)
+    t = time.perf_counter()
+    evaluate_full_ranking(score, vds, modes=("unmasked", "masked"),
+                          progress=False)
+    valid_s = time.perf_counter() - t
+    return {"run": a.run, "samples": n, "epoch_s": epoch_s, "samples_per_s": n / epoch_s,
+            "valid_s": valid_s, "valid_users": len(split.valid.targets),
+            "peak_rss_gib": peak_rss_gib(), "rss_after_data_gib": base_rss,
+            "extra_rss_gib": peak_rss_gib() - base_rss}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", default="beauty")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--hidden-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=2048)
+    p.add_argument("--runs", default="base,erl:2,prl:2",
+                   help="comma list of method[:K], e.g. base,erl:1,erl:2,erl:3,prl:2")
+    p.add_argument("--no-buckets", action="store_true")
+    p.add_argument("--jit", action="store_true", help="XLA-compile the train step")
+    p.add_argument("--run", help=argparse.SUPPRESS)
+    p.add_argument("--no-write", action="store_true")
+    a = p.parse_args(argv)
+    if a.run:  # child process
+        print("RESULT " + json.dumps(child(a)), flush=True)
+        return
+    results = []
+    for run in a.runs.split(","):
+        cmd = [sys.executable, os.path.abspath(__file__), "--run", run,
+               "--dataset", a.dataset, "--hidden-size", str(a.hidden_size),
+               "--batch-size", str(a.batch_size)]
+        cmd += ["--data-dir", a.data_dir] if a.data_dir else []
+        cmd += ["--no-buckets"] if a.no_buckets else []
+        cmd += ["--jit"] if a.jit else []
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+        if out.returncode or not line:
+            sys.stderr.write(out.stderr[-3000:])
+            raise SystemExit(f"benchmark run {run} failed (exit {out.returncode})")
+        r = json.loads(line[0][len("RESULT "):])
+        print(r, flush=True)
+        results.append(r)
+
+    base = next((r for r in results if r["run"].split(":")[0] == "base"), None)
+    lines = [
+        f"Dataset {a.dataset}, d={a.hidden_size}, 2 layers, 2 heads, ffn 300, max_len 50, "
+        f"prefix samples, full softmax, batch {a.batch_size}, length buckets "
+        f"{'off' if a.no_buckets else 'on'}, XLA {'on' if a.jit else 'off'}; one full epoch "
+        "after tracing; PRL in its contrastive phase; validation = full ranking of every "
+        "validation user, both masking modes.",
+        "",
+        "| run | samples/s | s/epoch | × release samples/s | epoch vs SASRec | validation s "
+        "| peak RSS GiB (extra over data) | extra RSS / release |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        method = r["run"].split(":")[0]
+        rel_sps, rel_mem = RELEASE[method]
+        vs_base = f"{r['epoch_s'] / base['epoch_s']:.2f}×" if base else "–"
+        lines.append(
+            f"| {r['run']} | {r['samples_per_s']:.0f} | {r['epoch_s']:.1f} | "
+            f"{r['samples_per_s'] / rel_sps:.1f}× | {vs_base} | {r['valid_s']:.1f} | "
+            f"{r['peak_rss_gib']:.2f} (+{r['extra_rss_gib']:.2f}) | "
+            f"{r['extra_rss_gib'] / rel_mem:.2f} |")
+    body = "\n".join(lines)
+    if a.no_write:
+        print(body)
+    else:
+        from bench._common import append_section
+        append_section(f"Training throughput on {a.dataset} (d={a.hidden_size}, "
+                       f"batch {a.batch_size})", body)
+
+
+if __name__ == "__main__":
+    main()
