@@ -16,6 +16,8 @@ from typing import Optional, Tuple
 import rearec_tf._env  # noqa: F401
 import tensorflow as tf
 
+from rearec_tf.layers.randomness import SeededDropout
+
 
 def normal_init(stddev: float) -> tf.keras.initializers.Initializer:
     """N(0, stddev) initializer, a new instance for every weight."""
@@ -51,7 +53,7 @@ class CachedMultiHeadAttention(tf.keras.layers.Layer):
     """
 
     def __init__(self, num_heads: int, hidden_size: int, dropout: float = 0.0,
-                 initializer_range: float = 0.02, **kwargs):
+                 initializer_range: float = 0.02, salt: int = 0, **kwargs):
         super().__init__(**kwargs)
         if hidden_size % num_heads:
             raise ValueError(f"hidden_size={hidden_size} is not divisible by num_heads={num_heads}")
@@ -60,6 +62,7 @@ class CachedMultiHeadAttention(tf.keras.layers.Layer):
         self.head_dim = hidden_size // num_heads
         self.dropout = dropout
         self.initializer_range = initializer_range
+        self.salt = salt
 
         def dense(name):
             # A fresh initializer per weight: an unseeded Keras initializer instance
@@ -71,7 +74,7 @@ class CachedMultiHeadAttention(tf.keras.layers.Layer):
         self.key_dense = dense("key")
         self.value_dense = dense("value")
         self.output_dense = dense("output")
-        self.attention_dropout = tf.keras.layers.Dropout(dropout)
+        self.attention_dropout = SeededDropout(dropout, salt=salt)
 
     def build(self, input_shape):
         for dense in (self.query_dense, self.key_dense, self.value_dense, self.output_dense):
@@ -108,7 +111,8 @@ class CachedMultiHeadAttention(tf.keras.layers.Layer):
     def get_config(self):
         cfg = super().get_config()
         cfg.update(num_heads=self.num_heads, hidden_size=self.hidden_size,
-                   dropout=self.dropout, initializer_range=self.initializer_range)
+                   dropout=self.dropout, initializer_range=self.initializer_range,
+                   salt=self.salt)
         return cfg
 
 

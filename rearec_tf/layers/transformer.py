@@ -9,6 +9,7 @@ import rearec_tf._env  # noqa: F401
 import tensorflow as tf
 
 from rearec_tf.layers.attention import CachedMultiHeadAttention, dense_2d, normal_init
+from rearec_tf.layers.randomness import SeededDropout
 
 
 @tf.keras.utils.register_keras_serializable(package="rearec_tf")
@@ -23,7 +24,8 @@ class TransformerLayer(tf.keras.layers.Layer):
 
     def __init__(self, hidden_size: int, num_heads: int, ffn_size: int,
                  hidden_dropout: float = 0.5, attention_dropout: float = 0.5,
-                 layer_norm_eps: float = 1e-12, initializer_range: float = 0.02, **kwargs):
+                 layer_norm_eps: float = 1e-12, initializer_range: float = 0.02, salt: int = 0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.hidden_size = hidden_size
         self.num_heads = num_heads
@@ -32,15 +34,17 @@ class TransformerLayer(tf.keras.layers.Layer):
         self.attention_dropout = attention_dropout
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
+        self.salt = salt
         self.attention = CachedMultiHeadAttention(num_heads, hidden_size, attention_dropout,
-                                                  initializer_range, name="attention")
+                                                  initializer_range, salt=salt + 1,
+                                                  name="attention")
         self.attention_norm = tf.keras.layers.LayerNormalization(epsilon=layer_norm_eps,
                                                                  name="attention_norm")
         self.ffn_inner = tf.keras.layers.Dense(ffn_size, kernel_initializer=normal_init(initializer_range), name="ffn_inner")
         self.ffn_outer = tf.keras.layers.Dense(hidden_size, kernel_initializer=normal_init(initializer_range), name="ffn_outer")
         self.ffn_norm = tf.keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="ffn_norm")
-        self.dropout1 = tf.keras.layers.Dropout(hidden_dropout)
-        self.dropout2 = tf.keras.layers.Dropout(hidden_dropout)
+        self.dropout1 = SeededDropout(hidden_dropout, salt=salt + 2)
+        self.dropout2 = SeededDropout(hidden_dropout, salt=salt + 3)
 
     def build(self, input_shape):
         shape = tf.TensorShape([None, None, self.hidden_size])
@@ -71,5 +75,6 @@ class TransformerLayer(tf.keras.layers.Layer):
         cfg = super().get_config()
         cfg.update(hidden_size=self.hidden_size, num_heads=self.num_heads, ffn_size=self.ffn_size,
                    hidden_dropout=self.hidden_dropout, attention_dropout=self.attention_dropout,
-                   layer_norm_eps=self.layer_norm_eps, initializer_range=self.initializer_range)
+                   layer_norm_eps=self.layer_norm_eps, initializer_range=self.initializer_range,
+                   salt=self.salt)
         return cfg

@@ -22,6 +22,7 @@ import tensorflow_recommenders as tfrs
 
 from rearec_tf.backbones import build_backbone
 from rearec_tf.config import Config
+from rearec_tf.layers import randomness
 from rearec_tf.reasoning.loop import ReasoningLoop
 from rearec_tf.tasks import NextItemObjective, RecommendationLoss, build_objective
 
@@ -103,6 +104,16 @@ class ReaRecModel(tfrs.models.Model):
 
     # ----------------------------------------------------------------- training
     def compute_loss(self, inputs, training: bool = False) -> tf.Tensor:
+        if training and self.optimizer is not None:
+            # Dropout masks and PRL noise: a pure function of (seed, step counter); the
+            # counter is checkpointed with the optimizer, so resuming is exact.
+            seed = tf.stack([tf.constant(self.config.seed, tf.int64),
+                             tf.cast(self.optimizer.iterations, tf.int64)])
+            with randomness.seeded(seed):
+                return self._compute_loss(inputs, training)
+        return self._compute_loss(inputs, training)
+
+    def _compute_loss(self, inputs, training: bool = False) -> tf.Tensor:
         item_ids = inputs["item_ids"]
         table = self.item_embeddings
         phase = self.phase

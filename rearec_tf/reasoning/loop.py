@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from typing import Optional
 
-import numpy as np
-
 import rearec_tf._env  # noqa: F401
 import tensorflow as tf
 
+from rearec_tf.layers import randomness
 from rearec_tf.layers.attention import normal_init
+
+NOISE_SALT = 7777
 
 
 def _write_row(buffer: tf.Tensor, index, row: tf.Tensor) -> tf.Tensor:
@@ -60,9 +61,6 @@ class ReasoningLoop(tf.keras.layers.Layer):
             initializer=normal_init(self.initializer_range))
         if not self.backbone.built:
             self.backbone.build(None)
-        # PRL's noise comes from a generator whose state is checkpointed with the model,
-        # so a resumed run draws the same noise as an uninterrupted one.
-        self.noise_generator = tf.random.Generator.from_seed(int(np.random.randint(2**31 - 1)))
         super().build(input_shape)
 
     def call(self, item_ids, steps=None, training=None, noisy_branch: bool = False,
@@ -105,10 +103,12 @@ class ReasoningLoop(tf.keras.layers.Layer):
                 if noise is not None:
                     eps = tf.cast(tf.gather(noise, k), clean.dtype)
                 else:
-                    eps = self.noise_generator.normal(tf.shape(clean), stddev=noise_std,
-                                                      dtype=clean.dtype)
+                    with randomness.folded(k + 1):
+                        eps = randomness.normal(tf.shape(clean), noise_std, clean.dtype,
+                                                salt=NOISE_SALT)
                 token = tf.concat([clean, clean + eps], axis=0)
-            out, cache = self.backbone.step(token, cache, k, training=training)
+            with randomness.folded(k + 1):  # fresh dropout masks at every step
+                out, cache = self.backbone.step(token, cache, k, training=training)
             return k + 1, out, cache, _write_row(buffer, k + 1, out)
 
         _, _, _, buffer = tf.while_loop(

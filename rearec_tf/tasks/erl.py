@@ -17,20 +17,24 @@ from __future__ import annotations
 import rearec_tf._env  # noqa: F401
 import tensorflow as tf
 
-from rearec_tf.tasks.recommendation import RecommendationLoss
+from rearec_tf.tasks.recommendation import RecommendationLoss, sparse_ce
 
 
 def pairwise_kl(logits):
     """``KL[b, i, j] = KL(softmax(logits[b, j]) ‖ stopgrad(softmax(logits[b, i])))``.
 
-    ``logits`` ``(B, S, N)`` → ``(B, S, S)``; memory O(B·S·N + B·S²).
+    ``logits`` ``(B, S, N)`` → ``(B, S, S)``, in closed form from one softmax pass:
+    with ``lse = logsumexp(z)``, ``Σ_n p_j log p_j = Σ_n p_j z_j − lse_j`` and
+    ``Σ_n p_j log q_i = Σ_n p_j z_i − lse_i`` (an einsum over the item axis), so nothing
+    larger than ``(B, S, N)`` is built and no log-softmax tensor is materialised.
     """
-    logits = tf.cast(logits, tf.float32)
-    log_p = tf.nn.log_softmax(logits, axis=-1)
-    p = tf.exp(log_p)
-    neg_entropy = tf.reduce_sum(p * log_p, axis=-1)                      # (B, S) [j]
-    cross = tf.einsum("bjn,bin->bij", p, tf.stop_gradient(log_p))        # (B, S, S)
-    return neg_entropy[:, None, :] - cross
+    z = tf.cast(logits, tf.float32)
+    lse = tf.reduce_logsumexp(z, axis=-1)                                 # (B, S)
+    p = tf.exp(z - lse[..., None])                                        # (B, S, N)
+    self_term = tf.reduce_sum(p * z, axis=-1) - lse                       # (B, S) [j]
+    cross = (tf.einsum("bjn,bin->bji", p, tf.stop_gradient(z))
+             - tf.stop_gradient(lse)[:, None, :])                         # (B, j, i)
+    return self_term[:, None, :] - tf.transpose(cross, [0, 2, 1])
 
 
 def kl_part(kl, pairs: str = "ordered"):
@@ -67,16 +71,28 @@ class ERLObjective(tf.keras.layers.Layer):
         return tf.reduce_mean(R, axis=1)
 
     def call(self, R, targets, item_table, R_noisy=None):
-        if self.rec_variant == "pooled":
-            rec = self.rec_loss(self.aggregate(R), targets, item_table, self.temperature)
+        steps = R.shape[1]
+        if self.rec_loss.mode == "full_softmax":
+            # One (B, S, N) product serves both terms: scores are linear in the state, so
+            # the pooled state's logits are the mean of the steps' logits.
+            logits = self.rec_loss.logits(R, targets, item_table, self.temperature)
+            if self.rec_variant == "pooled":
+                rec = sparse_ce(tf.reduce_mean(logits, axis=1), targets)
+            else:
+                rec = tf.add_n([sparse_ce(logits[:, k], targets) for k in range(steps)])
         else:
-            rec = tf.add_n([self.rec_loss(R[:, k], targets, item_table, self.temperature)
-                            for k in range(R.shape[1])])
-        if R.shape[1] is not None and R.shape[1] < 2:
+            logits = None
+            if self.rec_variant == "pooled":
+                rec = self.rec_loss(self.aggregate(R), targets, item_table, self.temperature)
+            else:
+                rec = tf.add_n([self.rec_loss(R[:, k], targets, item_table, self.temperature)
+                                for k in range(steps)])
+        if steps is not None and steps < 2:
             kl = tf.zeros([], tf.float32)
         else:
-            kl = kl_part(pairwise_kl(self.rec_loss.logits(R, targets, item_table,
-                                                          self.temperature)), self.pairs)
+            if logits is None:
+                logits = self.rec_loss.logits(R, targets, item_table, self.temperature)
+            kl = kl_part(pairwise_kl(logits), self.pairs)
         return {"loss": rec - self.kl_weight * kl, "rec": rec, "kl": kl}
 
     def get_config(self):
