@@ -87,6 +87,10 @@ class Config:
     """Std of the RCL noise (release 0.01; the paper's variance 0.01 means std 0.1)."""
     prl_warmup_epochs: int = 2
     """Epochs before the reasoning-aware contrastive loss starts (release: 2)."""
+    prl_share_prefix: bool = True
+    """The noisy branch reuses the clean step-0 encoding (same item-token dropout) instead
+    of re-encoding a duplicated batch with its own dropout (the release). About halves
+    PRL's extra cost; identical without dropout. False = the release exactly."""
     prl_pl_weight: float = 1.0
     prl_cl_weight: float = 1.0
     prl_step_weighting: str = "mean"

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from rearec_tf.backbones.base import SequentialBackbone
 from rearec_tf.layers.attention import normal_init
+from rearec_tf.layers.randomness import SeededDropout
 from rearec_tf.layers.transformer import TransformerLayer
 
 
@@ -43,10 +44,11 @@ class SASRecBackbone(SequentialBackbone):
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
         self.input_norm = tf.keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="input_norm")
-        self.input_drop = tf.keras.layers.Dropout(input_dropout)
+        self.input_drop = SeededDropout(input_dropout, salt=1)
         self.encoder_layers = [
             TransformerLayer(hidden_size, num_heads, ffn_size, hidden_dropout, attention_dropout,
-                             layer_norm_eps, initializer_range, name=f"layer_{i}")
+                             layer_norm_eps, initializer_range, salt=10 * (i + 1),
+                             name=f"layer_{i}")
             for i in range(num_layers)
         ]
 

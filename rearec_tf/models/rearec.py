@@ -126,7 +126,8 @@ class ReaRecModel(tfrs.models.Model):
             parts = objective(R, inputs["target"], table)
         elif phase == "contrastive":
             R, R_noisy = self.reasoner(item_ids, training=training, noisy_branch=True,
-                                       noise_std=self.config.prl_noise_std)
+                                       noise_std=self.config.prl_noise_std,
+                                       share_prefix=self.config.prl_share_prefix)
             parts = self.objective(R, inputs["target"], table, R_noisy=R_noisy)
         else:
             R = self.reasoner(item_ids, training=training)

@@ -64,7 +64,8 @@ class ReasoningLoop(tf.keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, item_ids, steps=None, training=None, noisy_branch: bool = False,
-             noise_std: float = 0.0, noise: Optional[tf.Tensor] = None):
+             noise_std: float = 0.0, noise: Optional[tf.Tensor] = None,
+             share_prefix: bool = False):
         """Run step 0 and ``steps`` reasoning steps.
 
         Returns ``R`` ``(B, steps + 1, d)``. With ``noisy_branch=True`` (PRL's
@@ -72,7 +73,11 @@ class ReasoningLoop(tf.keras.layers.Layer):
         dropout; the copy's reasoning input at step k is the *clean* branch's
         ``r_{k-1} + P[k-1] + eps`` with ``eps ~ N(0, noise_std^2)`` (or ``noise[k-1]``
         when given, shape ``(K, B, d)``), and it keeps its own cache. Then returns
-        ``(R_clean, R_noisy)``.
+        ``(R_clean, R_noisy)``. ``share_prefix=True`` encodes the items once and gives
+        the noisy copy the clean step-0 cache (same dropout masks for the item tokens,
+        ``R_noisy[:, 0] == R_clean[:, 0]``), halving the step-0 cost; the reasoning
+        steps still differ by the noise and their own dropout. Without dropout the two
+        are identical.
         """
         steps = self.steps if steps is None else steps
         static = isinstance(steps, int)
@@ -84,11 +89,14 @@ class ReasoningLoop(tf.keras.layers.Layer):
 
         item_ids = tf.convert_to_tensor(item_ids)
         batch = tf.shape(item_ids)[0]
-        if noisy_branch:
+        if noisy_branch and not share_prefix:
             item_ids = tf.concat([item_ids, item_ids], axis=0)
         hidden, cache = self.backbone.encode(item_ids, extra_slots=slots, training=training,
                                              last_only=True)
         r0 = hidden[:, -1]
+        if noisy_branch and share_prefix:
+            cache = tf.nest.map_structure(lambda t: tf.concat([t, t], axis=0), cache)
+            r0 = tf.concat([r0, r0], axis=0)
         if slots == 0:
             return self._split(r0[:, None], batch, noisy_branch)
 
