@@ -8,7 +8,8 @@
 
 Config precedence for a new run: defaults < ``--preset`` < ``--config FILE`` (JSON,
 any subset of the Config fields) < explicit ``--field`` flags. On ``--resume`` the run
-directory's ``config.json`` wins; only ``--epochs`` may be raised (and ``--data-dir``
+directory's ``config.json`` wins; only ``--epochs`` may change — raised to train longer, or
+lowered down to the epochs already trained to end a run on a budget — (and ``--data-dir``
 may point elsewhere: it does not change the result).
 
 Exit codes: 0 done; 1 training diverged (non-finite loss; the last good checkpoint is
@@ -95,9 +96,11 @@ def config_for_resume(args: argparse.Namespace, run_dir: str) -> Config:
         print(f"note: resuming {run_dir}: its config.json wins; ignoring {' '.join(flags)}",
               file=sys.stderr, flush=True)
     if epochs is not None and epochs != cfg.epochs:
-        if epochs < cfg.epochs:
-            raise ValueError(f"--epochs {epochs} is lower than the run's epochs={cfg.epochs}; "
-                             "on --resume --epochs can only be raised")
+        done = (rd.read_state(run_dir) or {}).get("latest_epoch", 0)
+        if epochs < done:
+            raise ValueError(f"--epochs {epochs} is lower than the {done} epochs this run has "
+                             f"already trained; use --epochs {done} or more (--epochs {done} "
+                             "ends the run now: best checkpoint restored, test evaluated)")
         cfg = cfg.replace(epochs=epochs)
     return cfg
 

@@ -98,6 +98,18 @@ def test_resume_equals_uninterrupted(base_run, tiny_flags, tmp_path):
     assert _json(run / rd.METRICS)["test"] == _json(base_run / rd.METRICS)["test"]
 
 
+def test_resume_with_lower_epochs_ends_the_run_on_a_budget(base_run, tiny_flags, tmp_path):
+    run = tmp_path / "budget"
+    shutil.copytree(base_run, run)
+    os.remove(run / rd.METRICS)  # as if killed after epoch 2 of a longer run
+    cfg = Config.load(str(run / rd.CONFIG))
+    cfg.replace(epochs=50).save(str(run / rd.CONFIG))
+    assert train.main(tiny_flags(run, "--resume", epochs=1)) == 2  # cannot un-train
+    assert train.main(tiny_flags(run, "--resume", epochs=2)) == 0
+    assert rd.read_state(str(run))["latest_epoch"] == 2
+    assert _json(run / rd.METRICS)["test"] == _json(base_run / rd.METRICS)["test"]
+
+
 def test_interrupt_message(base_run, tiny_flags, tmp_path, monkeypatch, capsys):
     from rearec_tf.training.trainer import Trainer
 
