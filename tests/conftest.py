@@ -18,3 +18,23 @@ def data_dir() -> pathlib.Path:
     if not d.is_dir():
         pytest.skip(f"real datasets not found at {d}; set REAREC_DATA_DIR")
     return d
+
+
+@pytest.fixture(scope="session")
+def data_slice(data_dir, tmp_path_factory):
+    """``data_slice("beauty/Beauty.txt", 300)``: the first ``n`` lines (users) of a real
+    one-user-per-line file, written to a temporary file; skips if the file is missing."""
+
+    def make(relpath: str, n: int) -> pathlib.Path:
+        src = data_dir / relpath
+        if not src.is_file():
+            pytest.skip(f"{src} not found")
+        out = tmp_path_factory.mktemp("data") / f"{src.stem}_{n}.txt"
+        with open(src) as f, open(out, "w") as g:
+            for i, line in enumerate(f):
+                if i >= n:
+                    break
+                g.write(line)
+        return out
+
+    return make

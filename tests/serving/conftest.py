@@ -54,17 +54,8 @@ def make_run(run_dir: pathlib.Path, data_file: pathlib.Path, method: str = "prl"
 
 
 @pytest.fixture(scope="session")
-def lastfm_slice(tmp_path_factory, data_dir) -> pathlib.Path:
-    src = data_dir / "lastfm" / "LastFM.txt"
-    if not src.exists():
-        pytest.skip(f"{src} not found")
-    out = tmp_path_factory.mktemp("data") / "lastfm_slice.txt"
-    with open(src) as f, open(out, "w") as g:
-        for i, line in enumerate(f):
-            if i >= N_USERS:
-                break
-            g.write(line)
-    return out
+def lastfm_slice(data_slice) -> pathlib.Path:
+    return data_slice("lastfm/LastFM.txt", N_USERS)
 
 
 @pytest.fixture(scope="session")

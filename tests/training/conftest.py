@@ -7,19 +7,10 @@ USERS = 300
 
 
 @pytest.fixture(scope="session")
-def beauty_slice(data_dir, tmp_path_factory) -> pathlib.Path:
+def beauty_slice(data_slice) -> pathlib.Path:
     """The first 300 users of Amazon Beauty (S3-Rec file), written to a temporary file
     (read with ``--dataset file --data-format sequences``)."""
-    src = data_dir / "beauty" / "Beauty.txt"
-    if not src.is_file():
-        pytest.skip(f"{src} not found")
-    out = tmp_path_factory.mktemp("data") / "beauty300.txt"
-    with open(src) as f, open(out, "w") as g:
-        for i, line in enumerate(f):
-            if i >= USERS:
-                break
-            g.write(line)
-    return out
+    return data_slice("beauty/Beauty.txt", USERS)
 
 
 @pytest.fixture(scope="session")
