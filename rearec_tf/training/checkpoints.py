@@ -13,9 +13,11 @@ Writing epoch ``e``:
 4. epoch folders other than the latest and the best are deleted.
 
 A crash at any point leaves ``state.json`` pointing at complete checkpoints only.
-``rng`` holds the states of the dropout layers' ``tf.random.Generator`` s (see
-:func:`random_generators`), so a resumed run draws the same dropout masks as an
-uninterrupted one. :func:`rearec_tf.run_dir.load_run` reads only ``model``.
+rearec-tf's own dropout and noise are stateless (keyed by the seed and the optimizer's
+step counter, which the checkpoint holds), so a resumed run draws the same masks as an
+uninterrupted one. ``rng`` is only written for models that contain Keras random layers
+built with ``tf.random.Generator`` s (see :func:`random_generators`), e.g. a user's own
+layers. :func:`rearec_tf.run_dir.load_run` reads only ``model``.
 """
 from __future__ import annotations
 

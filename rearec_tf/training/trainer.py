@@ -25,7 +25,6 @@ during its contrastive phase draws different noise than the uninterrupted run.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -82,28 +81,16 @@ class TrainResult:
     model: Any = field(default=None, repr=False)
 
 
-@contextlib.contextmanager
-def _tf_random_generator():
-    """Build random layers with checkpointable ``tf.random.Generator`` s."""
-    exp = tf.keras.backend.experimental
-    was = exp.is_tf_random_generator_enabled()
-    exp.enable_tf_random_generator()
-    try:
-        yield
-    finally:
-        if not was:
-            exp.disable_tf_random_generator()
-
-
 def build_model(config: Config, num_items: int, item_counts=None):
     """``(model, optimizer)``, seeded, compiled, with every variable (including Adam's
-    slots and the dropout RNG states) created, so a checkpoint restores completely."""
+    slots) created, so a checkpoint restores completely. Dropout masks and PRL noise are
+    stateless, keyed by ``(seed, optimizer.iterations)`` (:mod:`rearec_tf.layers.randomness`),
+    so restoring the optimizer's step counter is all an exact resume needs."""
     from rearec_tf.models import ReaRecModel
 
     tf.keras.utils.set_random_seed(config.seed)
-    with _tf_random_generator():
-        model = ReaRecModel(config, num_items=num_items, item_counts=item_counts)
-        model({"item_ids": tf.zeros([1, config.max_len], tf.int32)})
+    model = ReaRecModel(config, num_items=num_items, item_counts=item_counts)
+    model({"item_ids": tf.zeros([1, config.max_len], tf.int32)})
     optimizer = tf.keras.optimizers.Adam(learning_rate=config.learning_rate)
     optimizer.build(model.trainable_variables)
     model.compile(optimizer=optimizer, jit_compile=bool(config.jit_compile))
@@ -209,7 +196,7 @@ class Trainer:
                 "bad_epochs": 0, "stopped_early": False, "history": [],
                 "rng": {"seed": cfg.seed,
                         "shuffle": "stateless permutation per (seed, epoch)",
-                        "dropout": "tf.random.Generator states in each checkpoint ('rng')"}}
+                        "dropout": "stateless, keyed by (seed, optimizer.iterations)"}}
 
     # ------------------------------------------------------------------- loop
     def run(self) -> TrainResult:
