@@ -138,18 +138,31 @@ def pad_histories(histories) -> Tuple[np.ndarray, bool]:
 
 
 # ---------------------------------------------------------------------- client
-class RecommenderClient:
+class RetryPolicy:
+    """Deadline and bounded, jittered exponential backoff shared by the gRPC and REST
+    clients."""
+
+    def __init__(self, timeout: float = 10.0, retries: int = 3, backoff: float = 0.1,
+                 max_backoff: float = 2.0):
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+
+    def _sleep(self, attempt: int) -> None:
+        delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+        time.sleep(delay * (0.5 + random.random() / 2))
+
+
+class RecommenderClient(RetryPolicy):
     """gRPC client of one model on TF Serving's PredictionService / ModelService."""
 
     def __init__(self, server: str = "127.0.0.1:8500", model: str = "rearec", timeout: float = 10.0,
                  retries: int = 3, backoff: float = 0.1, max_backoff: float = 2.0,
                  version: Optional[int] = None, channel: Optional[grpc.Channel] = None):
+        super().__init__(timeout, retries, backoff, max_backoff)
         self.server = server
         self.model = model
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
         self.version = version
         self._channel = channel or grpc.insecure_channel(
             server, options=[("grpc.max_receive_message_length", 64 << 20),
@@ -176,8 +189,7 @@ class RecommenderClient:
             except grpc.RpcError as e:
                 code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
                 if code == grpc.StatusCode.UNAVAILABLE and attempt <= self.retries:
-                    delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
-                    time.sleep(delay * (0.5 + random.random() / 2))
+                    self._sleep(attempt)
                     continue
                 details = e.details() if hasattr(e, "details") else str(e)
                 raise RecommendationError(code.name, details or "", name, attempt) from None

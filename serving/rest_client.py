@@ -14,30 +14,25 @@ answers are ``{"outputs": {...}}``. JSON has no -inf: TF Serving writes it as
 from __future__ import annotations
 
 import json
-import random
-import time
 import urllib.error
 import urllib.request
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from serving.client import RecommendationError, pad_histories
+from serving.client import RecommendationError, RetryPolicy, pad_histories
 
 _HTTP_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 501: "UNIMPLEMENTED", 503: "UNAVAILABLE",
                500: "INTERNAL", 504: "DEADLINE_EXCEEDED"}
 
 
-class RestRecommenderClient:
+class RestRecommenderClient(RetryPolicy):
     def __init__(self, url: str = "http://127.0.0.1:8501", model: str = "rearec", timeout: float = 10.0,
                  retries: int = 3, backoff: float = 0.1, max_backoff: float = 2.0,
                  version: Optional[int] = None):
+        super().__init__(timeout, retries, backoff, max_backoff)
         self.url = url.rstrip("/")
         self.model = model
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
         self.version = version
 
     def _path(self, suffix: str = "") -> str:
@@ -74,10 +69,6 @@ class RestRecommenderClient:
                     self._sleep(attempt)
                     continue
                 raise RecommendationError("UNAVAILABLE", str(reason), name, attempt) from None
-
-    def _sleep(self, attempt: int) -> None:
-        delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
-        time.sleep(delay * (0.5 + random.random() / 2))
 
     # ------------------------------------------------------------------ calls
     def predict(self, signature: str, inputs: Dict[str, Any]) -> Dict[str, Any]:
