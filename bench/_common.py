@@ -48,3 +48,26 @@ def append_section(title: str, body: str) -> None:
     with open(BENCHMARKS, "a") as f:
         f.write(text)
     print(text)
+
+
+RESULT = "RESULT "
+
+
+def emit_result(result: dict) -> None:
+    """Child side of :func:`run_child`: print the result as one marked JSON line."""
+    import json
+
+    print(RESULT + json.dumps(result), flush=True)
+
+
+def run_child(cmd, what: str, env=None, cwd=None) -> dict:
+    """Run a benchmark child process (its own peak memory) and return the dict it
+    printed with :func:`emit_result`; exits with its stderr tail if it failed."""
+    import json
+
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT)]
+    if proc.returncode or not line:
+        sys.stderr.write(proc.stderr[-3000:])
+        raise SystemExit(f"benchmark {what} failed (exit {proc.returncode})")
+    return json.loads(line[-1][len(RESULT):])

@@ -12,13 +12,13 @@ row of the same invocation and against the authors' PyTorch release as measured 
 kind of machine (issue #4: SASRec 209 samples/s, ERL 51, PRL 27; +4.5/+12.5/+20.4 GiB).
 """
 import argparse
-import json
 import os
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench._common import emit_result, run_child  # noqa: E402
 
 RELEASE = {"base": (209.0, 4.5), "erl": (51.0, 12.5), "prl": (27.0, 20.4)}
 
@@ -97,7 +97,7 @@ def main(argv=None):
     p.add_argument("--no-write", action="store_true")
     a = p.parse_args(argv)
     if a.run:  # child process
-        print("RESULT " + json.dumps(child(a)), flush=True)
+        emit_result(child(a))
         return
     results = []
     for run in a.runs.split(","):
@@ -107,12 +107,7 @@ def main(argv=None):
         cmd += ["--data-dir", a.data_dir] if a.data_dir else []
         cmd += ["--no-buckets"] if a.no_buckets else []
         cmd += ["--jit"] if a.jit else []
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
-        if out.returncode or not line:
-            sys.stderr.write(out.stderr[-3000:])
-            raise SystemExit(f"benchmark run {run} failed (exit {out.returncode})")
-        r = json.loads(line[0][len("RESULT "):])
+        r = run_child(cmd, f"run {run}")
         print(r, flush=True)
         results.append(r)
 

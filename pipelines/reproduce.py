@@ -50,6 +50,11 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 DEFAULT_DATASETS = ("beauty", "sports", "toys", "yelp", "lastfm", "ml-1m")
 METHODS = ("base", "erl", "prl")
 METHOD_NAMES = {"base": "SASRec", "erl": "+ERL", "prl": "+PRL"}
+BACKBONE_NAMES = {"sasrec": "SASRec", "bert4rec": "BERT4Rec", "gru4rec": "GRU4Rec",
+                  "feature": "Feature (attributes + ID)"}
+BACKBONE_FLAGS = {"feature": ("--item-features", "attributes")}
+"""Extra training flags of a backbone (the feature backbone reads the dataset's
+``*_item2attributes.json``)."""
 REPORT_METRICS = ("ndcg@10", "ndcg@20", "recall@10", "recall@20")
 SHORT = {"ndcg@10": "N@10", "ndcg@20": "N@20", "recall@10": "R@10", "recall@20": "R@20"}
 MODES = ("masked", "unmasked")
@@ -121,6 +126,7 @@ class RunSpec:
     params: Tuple[Tuple[str, float], ...]
     seed: int
     run_dir: str
+    backbone: str = "sasrec"
 
     @property
     def tag(self) -> str:
@@ -132,7 +138,8 @@ class RunSpec:
 
     @property
     def name(self) -> str:
-        return f"{self.dataset}/{self.method}/{self.tag}-s{self.seed}"
+        prefix = "" if self.backbone == "sasrec" else f"{self.backbone}/"
+        return f"{prefix}{self.dataset}/{self.method}/{self.tag}-s{self.seed}"
 
 
 @dataclass
@@ -145,6 +152,8 @@ class Settings:
     def train_argv(self, spec: RunSpec, resume: bool = False) -> List[str]:
         argv = ["--preset", self.preset, "--dataset", spec.dataset, "--method", spec.method,
                 *param_flags(dict(spec.params)), "--seed", str(spec.seed)]
+        if spec.backbone != "sasrec":
+            argv += ["--backbone", spec.backbone, *BACKBONE_FLAGS.get(spec.backbone, ())]
         if self.budget_epochs is not None:
             argv += ["--epochs", str(self.budget_epochs)]
         if self.data_dir:
@@ -167,17 +176,22 @@ def budget_name(budget_epochs: Optional[int]) -> str:
 
 
 def plan(datasets: Sequence[str], methods: Sequence[str], seeds: Sequence[int], grid: str,
-         preset: str, budget_epochs: Optional[int], runs_dir: str) -> List[RunSpec]:
-    """Every run of the reproduction, in execution order (dataset, method, grid, seed)."""
+         preset: str, budget_epochs: Optional[int], runs_dir: str,
+         backbones: Sequence[str] = ("sasrec",)) -> List[RunSpec]:
+    """Every run of the reproduction, in execution order (backbone, dataset, method, grid,
+    seed). SASRec runs live in ``<root>/<dataset>/...``, other backbones in
+    ``<root>/<backbone>/<dataset>/...``."""
     root = os.path.join(runs_dir, f"{preset}-{budget_name(budget_epochs)}")
     specs = []
-    for ds in datasets:
-        for m in methods:
-            for params in GRIDS[grid][m]:
-                for s in seeds:
-                    tag = param_tag(params)
-                    specs.append(RunSpec(ds, m, tuple(params.items()), int(s),
-                                         os.path.join(root, ds, m, f"{tag}-s{s}")))
+    for bb in backbones:
+        base = root if bb == "sasrec" else os.path.join(root, bb)
+        for ds in datasets:
+            for m in methods:
+                for params in GRIDS[grid][m]:
+                    for s in seeds:
+                        tag = param_tag(params)
+                        specs.append(RunSpec(ds, m, tuple(params.items()), int(s),
+                                             os.path.join(base, ds, m, f"{tag}-s{s}"), bb))
     return specs
 
 
@@ -489,7 +503,9 @@ def _link(path: str, report_dir: str) -> str:
 def render_report(rows: Mapping[Tuple[str, str], Mapping[str, Any]], datasets: Sequence[str],
                   methods: Sequence[str], analyses: Optional[Mapping[str, Any]] = None,
                   meta: Optional[Mapping[str, Any]] = None, report_dir: str = ".",
-                  analysis_mode: str = "masked") -> str:
+                  analysis_mode: str = "masked",
+                  backbone_rows: Optional[Mapping[str, Mapping[Tuple[str, str], Any]]] = None
+                  ) -> str:
     """The REPRODUCTION.md text. ``rows`` as :func:`collect_rows` returns them (missing
     keys count as not run); ``analyses`` as :func:`analyse`; ``meta`` describes the setup
     (``command``, ``preset``, ``grid``, ``budget``, ``seeds``, ``runs_root``, ``date``,
@@ -578,6 +594,9 @@ def render_report(rows: Mapping[Tuple[str, str], Mapping[str, Any]], datasets: S
             add(f"| {METHOD_NAMES[m]} | {mode} | {len(per)} of {len(datasets)} | {mean} | "
                 f"{detail} | {paper} |")
     add("")
+
+    if backbone_rows:
+        render_backbones(add, backbone_rows, datasets, methods)
 
     add("## The paper's reference numbers (its data and split, not ours)")
     add("")
@@ -786,6 +805,50 @@ def render_report(rows: Mapping[Tuple[str, str], Mapping[str, Any]], datasets: S
     return "\n".join(L)
 
 
+def render_backbones(add, backbone_rows, datasets: Sequence[str], methods: Sequence[str]) -> None:
+    """The "other backbones" section: each backbone alone vs +ERL/+PRL on top of it."""
+    add("## Other backbones under the same reasoning loop")
+    add("")
+    add("Same preset, budget, protocol and model selection as the SASRec tables; the gain "
+        "of +ERL/+PRL is relative to the same backbone without reasoning. Test metrics, "
+        "N@10/N@20/R@10/R@20.")
+    add("")
+    head = ["backbone", "dataset", "method", "masked", "mean gain masked", "unmasked",
+            "mean gain unmasked", "best epoch"]
+    add("| " + " | ".join(head) + " |")
+    add("|" + "---|" * len(head))
+    for bb, rows in backbone_rows.items():
+        name = BACKBONE_NAMES.get(bb, bb)
+        for ds in datasets:
+            for m in methods:
+                row = rows.get((ds, m), {"status": "not run"})
+                label = name if m == "base" else f"{name} {METHOD_NAMES[m]}"
+                if row.get("status") != "ok":
+                    add(f"| {name} | {ds} | {label} | **not run** | – | – | – | – |")
+                    continue
+                cells = [name, ds, label]
+                for mode in MODES:
+                    cells.append("/".join(_f(row["test"][mode][k]) for k in REPORT_METRICS))
+                    g = row_gains(rows, ds, m, mode) if m != "base" else None
+                    cells.append(_g(g["mean"]) if g else "–")
+                cells.append(", ".join(str(e) for e in row.get("epochs", [])) or "–")
+                add("| " + " | ".join(cells) + " |")
+    add("")
+    add("Mean over datasets of the mean relative gain (masked / unmasked):")
+    add("")
+    for bb, rows in backbone_rows.items():
+        for m in methods:
+            if m == "base":
+                continue
+            parts = []
+            for mode in MODES:
+                per = [row_gains(rows, ds, m, mode) for ds in datasets]
+                per = [g["mean"] for g in per if g]
+                parts.append(f"{_g(_mean(per))} ({len(per)} datasets)" if per else "not run")
+            add(f"- {BACKBONE_NAMES.get(bb, bb)} {METHOD_NAMES[m]}: " + " / ".join(parts))
+    add("")
+
+
 def write_report(path: str, text: str) -> None:
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
@@ -806,6 +869,9 @@ def build_parser() -> argparse.ArgumentParser:
                                             "dataset and write REPRODUCTION.md.")
     p.add_argument("--datasets", default=",".join(DEFAULT_DATASETS))
     p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--backbones", default="sasrec",
+                   help="comma-separated backbones (sasrec, bert4rec, gru4rec, feature); "
+                        "non-SASRec ones get their own report section")
     p.add_argument("--seeds", default="0", help="comma-separated seeds")
     p.add_argument("--grid", choices=sorted(GRIDS), default="small")
     p.add_argument("--budget-epochs", type=int, default=None,
@@ -855,12 +921,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     settings = Settings(preset=args.preset, budget_epochs=args.budget_epochs,
                         data_dir=args.data_dir, train_args=tuple(shlex.split(args.train_args)))
+    backbones = _csv(args.backbones)
+    bad = [b for b in backbones if b not in BACKBONE_NAMES]
+    if bad or not backbones:
+        print(f"error: --backbones must be a subset of {','.join(BACKBONE_NAMES)}",
+              file=sys.stderr)
+        return 2
     specs = plan(datasets, methods, seeds, args.grid, args.preset, args.budget_epochs,
-                 args.runs_dir)
+                 args.runs_dir, backbones)
     runs_root = os.path.join(args.runs_dir, f"{args.preset}-{budget_name(args.budget_epochs)}")
     command = shell("python", "-m", "pipelines.reproduce", *raw)
     n_grid = {m: len(GRIDS[args.grid][m]) for m in methods}
-    header = (f"# plan: {len(datasets)} datasets x methods {n_grid} grid points x "
+    header = (f"# plan: {len(backbones)} backbone(s) x {len(datasets)} datasets x methods "
+              f"{n_grid} grid points x "
               f"{len(seeds)} seed(s) = {len(specs)} runs, preset {args.preset}, "
               f"{'up to ' + str(args.budget_epochs) if args.budget_epochs else 'up to 300 (preset)'}"
               f" epochs each with early stopping; runs in {runs_root}")
@@ -878,7 +951,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.report_only:
         run_all(specs, settings, runs_root, retry_failed=args.retry_failed,
                 in_process=args.in_process)
-    rows = collect_rows(specs, settings, args.grid, runs_root)
+    rows = collect_rows([s for s in specs if s.backbone == "sasrec"], settings, args.grid,
+                        runs_root)
+    backbone_rows = {bb: collect_rows([s for s in specs if s.backbone == bb], settings,
+                                      args.grid, runs_root)
+                     for bb in backbones if bb != "sasrec"}
     report_dir = os.path.dirname(os.path.abspath(args.out))
     figures_dir = args.figures_dir or os.path.join(report_dir, "docs", "figures")
     analyses: Dict[str, Any] = {}
@@ -898,7 +975,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if settings.train_args:
         meta["budget"] += f" (extra training flags: `{' '.join(settings.train_args)}`)"
     text = render_report(rows, datasets, methods, analyses, meta, report_dir,
-                         args.analysis_mode)
+                         args.analysis_mode, backbone_rows)
     write_report(args.out, text)
     print(f"written: {args.out} ({done} of {len(specs)} runs finished)", flush=True)
     return 0

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Dict, Optional, Tuple
 
 METHODS = ("base", "erl", "prl")
-BACKBONES = ("sasrec",)
+BACKBONES = ("sasrec", "bert4rec", "gru4rec", "feature")
 LOSSES = ("full_softmax", "retrieval")
 SAMPLE_MODES = ("prefix", "all")
 SPLITS = ("loo", "timestamp")
@@ -57,6 +57,20 @@ class Config:
 
     # ---------------------------------------------------------------- model
     backbone: str = "sasrec"
+    """``sasrec`` (causal Transformer), ``bert4rec`` (bidirectional among items, causal
+    for reasoning tokens), ``gru4rec`` (recurrent; the state is the cache) or
+    ``feature`` (SASRec over items represented by features through an adapter)."""
+    item_features: Optional[str] = None
+    """``feature`` backbone: ``attributes`` (the dataset's ``*_item2attributes.json``,
+    pooled attribute embeddings) or a path to a ``.npy``/``.npz``/``.parquet`` file of
+    frozen item vectors keyed by external item id (see ``rearec_tf/data/item_features.py``)."""
+    feature_adapter: str = "mlp"
+    """Adapter from item features to the model width: ``linear``, ``mlp`` or ``moe``
+    (UniSRec's mixture of parametric-whitening experts)."""
+    feature_experts: int = 8
+    """Experts of the ``moe`` adapter."""
+    feature_with_id: bool = True
+    """Add a learned ID embedding to the adapted features (False: features only)."""
     hidden_size: int = 256
     num_layers: int = 2
     num_heads: int = 2
@@ -131,6 +145,14 @@ class Config:
 
         check(self.method in METHODS, f"method={self.method!r}; choose one of {METHODS}")
         check(self.backbone in BACKBONES, f"backbone={self.backbone!r}; choose one of {BACKBONES}")
+        check(self.feature_adapter in ("linear", "mlp", "moe"),
+              f"feature_adapter={self.feature_adapter!r}; choose linear, mlp or moe")
+        check(self.backbone != "feature" or self.item_features,
+              "backbone='feature' needs item_features: 'attributes' (the dataset's "
+              "*_item2attributes.json) or the path of a .npy/.npz/.parquet feature file")
+        check(self.backbone != "bert4rec" or self.sample_mode == "prefix",
+              "backbone='bert4rec' attends bidirectionally among items, so all-position "
+              "samples would see their own targets; use sample_mode='prefix'")
         check(self.loss in LOSSES, f"loss={self.loss!r}; choose one of {LOSSES}")
         check(self.sample_mode in SAMPLE_MODES,
               f"sample_mode={self.sample_mode!r}; choose one of {SAMPLE_MODES}")

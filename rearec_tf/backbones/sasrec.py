@@ -19,13 +19,16 @@ import rearec_tf._env  # noqa: F401
 import tensorflow as tf
 
 from rearec_tf.backbones.base import SequentialBackbone
-from rearec_tf.layers.attention import normal_init
+from rearec_tf.layers.attention import make_cache, normal_init
 from rearec_tf.layers.randomness import SeededDropout
 from rearec_tf.layers.transformer import TransformerLayer
 
 
 @tf.keras.utils.register_keras_serializable(package="rearec_tf")
 class SASRecBackbone(SequentialBackbone):
+    bidirectional_items = False
+    """Item tokens attend to every real item (True, BERT4Rec) or only to earlier ones."""
+
     def __init__(self, num_items: int, max_len: int = 50, hidden_size: int = 256,
                  num_layers: int = 2, num_heads: int = 2, ffn_size: int = 300,
                  hidden_dropout: float = 0.5, attention_dropout: float = 0.5,
@@ -85,36 +88,47 @@ class SASRecBackbone(SequentialBackbone):
         x, valid = self.embed(item_ids)
         length = tf.shape(item_ids)[1]
         h = self.input_drop(self.input_norm(x), training=training)
-        causal = tf.linalg.band_part(tf.ones([length, length], tf.bool), -1, 0)
-        mask = tf.logical_and(causal[None, :, :], valid[:, None, :])
+        mask = self.attention_mask(valid, length)
         layer_caches = []
         last = len(self.encoder_layers) - 1
         for i, layer in enumerate(self.encoder_layers):
             h, (k, v) = layer(h, mask, training=training, last_query_only=last_only and i == last)
-            if extra_slots:
-                pad = [[0, 0], [0, extra_slots], [0, 0], [0, 0]]
-                k, v = tf.pad(k, pad), tf.pad(v, pad)
-            layer_caches.append((k, v))
+            layer_caches.append(make_cache(k, v, extra_slots))
         cache = {"valid": valid, "layers": tuple(layer_caches)}
         return h, cache
 
     # -------------------------------------------------------- reasoning steps
     def step(self, token, cache, step, training=None):
         valid = cache["valid"]
-        length = tf.shape(valid)[1]
-        total = tf.shape(cache["layers"][0][0])[1]
-        slot = length + tf.cast(step, tf.int32)
-        # Reasoning token at `slot` sees every real item and reasoning tokens up to itself.
-        extra = tf.range(total - length) <= tf.cast(step, tf.int32)
+        slots = tf.shape(cache["layers"][0][2])[1]
+        step = tf.cast(step, tf.int32)
+        # Reasoning token `step` sees every real item and reasoning tokens up to itself.
+        extra = tf.range(slots) <= step
         batch = tf.shape(valid)[0]
-        key_mask = tf.concat([valid, tf.broadcast_to(extra[None, :], [batch, total - length])], axis=1)
+        key_mask = tf.concat([valid, tf.broadcast_to(extra[None, :], [batch, slots])], axis=1)
         mask = key_mask[:, None, :]
         h = self.input_drop(self.input_norm(token[:, None, :]), training=training)
         new_layers = []
         for layer, kv in zip(self.encoder_layers, cache["layers"]):
-            h, kv = layer(h, mask, cache=kv, cache_index=slot, training=training)
+            h, kv = layer(h, mask, cache=kv, cache_index=step, training=training)
             new_layers.append(kv)
         return h[:, 0], {"valid": valid, "layers": tuple(new_layers)}
+
+    def attention_mask(self, valid, num_items):
+        """``(B, T, T)`` bool mask for ``T`` tokens whose first ``num_items`` are items.
+
+        Keys must be valid (not padding). Causal everywhere for SASRec; with
+        ``bidirectional_items`` (BERT4Rec's prefix masking) an item token also sees later
+        items, but never a reasoning token, which is what keeps the step-0 KV cache valid
+        while reasoning tokens are appended.
+        """
+        total = tf.shape(valid)[1]
+        allowed = tf.linalg.band_part(tf.ones([total, total], tf.bool), -1, 0)
+        if self.bidirectional_items:
+            idx = tf.range(total)
+            item = idx < num_items
+            allowed = tf.logical_or(allowed, tf.logical_and(item[:, None], item[None, :]))
+        return tf.logical_and(allowed[None], valid[:, None, :])
 
     def encode_extended(self, item_ids, reasoning_tokens, training=None):
         """Recompute ``[items, t_1, ..., t_k]`` from scratch (no cache), for tests.
@@ -126,10 +140,8 @@ class SASRecBackbone(SequentialBackbone):
         x = tf.concat([x, reasoning_tokens], axis=1)
         k = tf.shape(reasoning_tokens)[1]
         valid = tf.concat([valid, tf.ones([tf.shape(valid)[0], k], tf.bool)], axis=1)
-        total = tf.shape(x)[1]
         h = self.input_drop(self.input_norm(x), training=training)
-        causal = tf.linalg.band_part(tf.ones([total, total], tf.bool), -1, 0)
-        mask = tf.logical_and(causal[None], valid[:, None, :])
+        mask = self.attention_mask(valid, tf.shape(item_ids)[1])
         for layer in self.encoder_layers:
             h, _ = layer(h, mask, training=training)
         return h

@@ -1,8 +1,9 @@
 """Multi-head self-attention with a preallocated key/value cache.
 
-The cache pattern follows keras-hub's cached attention: keys and values of every slot
-live in a tensor of fixed length ``T`` allocated once, and each new token writes its
-keys/values at an index with ``dynamic_update_slice``. Shapes never change inside a
+The cache pattern follows keras-hub's cached attention: the reasoning tokens' keys and
+values live in a tensor of fixed length allocated once, and each new token writes its
+keys/values at an index (a stock scatter op); the step-0 item keys/values are kept
+beside it, read-only (:func:`make_cache`). Shapes never change inside a
 ``tf.while_loop``, so the loop traces once, compiles under XLA and exports.
 
 Weights follow the PyTorch/RecBole layout of the authors' release: Q/K/V/output
@@ -46,10 +47,11 @@ class CachedMultiHeadAttention(tf.keras.layers.Layer):
     ``call(x, mask)`` attends among the tokens of ``x`` (shape ``(B, T, d)``) with a
     boolean ``mask`` ``(B, T, T)`` (True = may attend) and returns ``(out, (k, v))``.
 
-    ``call(x, mask, cache=(k, v), cache_index=i)`` treats ``x`` ``(B, 1, d)`` as the
-    token of slot ``i``: its key/value are written at ``i`` of the cache
-    ``(B, T_max, heads, head_dim)``, it attends over the whole cache with ``mask``
-    ``(B, 1, T_max)``, and the updated cache is returned.
+    ``call(x, mask, cache=c, cache_index=i)`` treats ``x`` ``(B, 1, d)`` as reasoning
+    token ``i``: ``c`` is the cache of :func:`make_cache` (the step-0 item keys/values
+    plus ``S`` preallocated reasoning slots); the token's key/value are written at
+    reasoning slot ``i``, it attends over the ``L`` items and ``S`` slots with ``mask``
+    ``(B, 1, L + S)``, and the updated cache is returned.
     """
 
     def __init__(self, num_heads: int, hidden_size: int, dropout: float = 0.0,
@@ -93,12 +95,7 @@ class CachedMultiHeadAttention(tf.keras.layers.Layer):
         k = self._split_heads(dense_2d(self.key_dense, x))
         v = self._split_heads(dense_2d(self.value_dense, x))
         if cache is not None:
-            # Write the new token's key/value at its slot of the preallocated cache
-            # (a stock scatter op: runs on CPU/GPU, under XLA and in TF Serving).
-            key_cache, value_cache = cache
-            slots = _slot_indices(key_cache, cache_index)
-            k = tf.tensor_scatter_nd_update(key_cache, slots, k[:, 0])
-            v = tf.tensor_scatter_nd_update(value_cache, slots, v[:, 0])
+            return self._cached_step(q, k, v, mask, cache, cache_index, training)
         scores = tf.einsum("bqhd,bkhd->bhqk", q, k) * tf.cast(1.0 / math.sqrt(self.head_dim), q.dtype)
         scores = tf.where(mask[:, None, :, :], scores, _neg_inf(scores.dtype))
         probs = tf.nn.softmax(scores, axis=-1)
@@ -108,12 +105,55 @@ class CachedMultiHeadAttention(tf.keras.layers.Layer):
         context = tf.reshape(context, [b, t, self.hidden_size])
         return dense_2d(self.output_dense, context), (k, v)
 
+    def _cached_step(self, q, k, v, mask, cache, cache_index, training):
+        """One new token (``q``/``k``/``v`` ``(B, 1, H, Dh)``) against the cache.
+
+        The cache is split in two (see :func:`make_cache`): the step-0 item keys/values,
+        stored once in ``(B, H, L, Dh)`` layout and never written again, and a small
+        preallocated reasoning part ``(B, S, H, Dh)`` whose slot ``cache_index`` receives
+        the new token. Scores against both parts are concatenated before one softmax
+        (exactly attention over ``[items, reasoning tokens]``), and batched matmuls read
+        the item part in place: a step costs O(B·(L + S)·d) reads and O(B·S·d) writes
+        instead of copying (and transposing) the whole ``(B, L + S, d)`` cache.
+        """
+        key_items, value_items, key_reason, value_reason = cache
+        slots = _slot_indices(key_reason, cache_index)
+        key_reason = tf.tensor_scatter_nd_update(key_reason, slots, k[:, 0])
+        value_reason = tf.tensor_scatter_nd_update(value_reason, slots, v[:, 0])
+        qh = tf.transpose(q, [0, 2, 1, 3])  # (B, H, 1, Dh)
+        scale = tf.cast(1.0 / math.sqrt(self.head_dim), q.dtype)
+        scores = tf.concat([
+            tf.matmul(qh, key_items, transpose_b=True),
+            tf.matmul(qh, tf.transpose(key_reason, [0, 2, 1, 3]), transpose_b=True),
+        ], axis=-1) * scale  # (B, H, 1, L + S)
+        scores = tf.where(mask[:, None, :, :], scores, _neg_inf(scores.dtype))
+        probs = tf.nn.softmax(scores, axis=-1)
+        probs = self.attention_dropout(probs, training=training)
+        length = tf.shape(key_items)[2]
+        context = (tf.matmul(probs[..., :length], value_items)
+                   + tf.matmul(probs[..., length:], tf.transpose(value_reason, [0, 2, 1, 3])))
+        b = tf.shape(context)[0]
+        context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [b, 1, self.hidden_size])
+        return dense_2d(self.output_dense, context), (key_items, value_items, key_reason,
+                                                      value_reason)
+
     def get_config(self):
         cfg = super().get_config()
         cfg.update(num_heads=self.num_heads, hidden_size=self.hidden_size,
                    dropout=self.dropout, initializer_range=self.initializer_range,
                    salt=self.salt)
         return cfg
+
+
+def make_cache(keys: tf.Tensor, values: tf.Tensor, extra_slots: int):
+    """The cache of one attention layer after step 0 from its item ``keys``/``values``
+    ``(B, L, H, Dh)``: ``(keys (B, H, L, Dh), values (B, H, L, Dh), reasoning keys,
+    reasoning values (B, S, H, Dh) zeros)`` with ``S = extra_slots``. Shapes never change
+    afterwards (loop-invariant)."""
+    shape = tf.shape(keys)
+    empty = tf.zeros([shape[0], extra_slots, shape[2], shape[3]], keys.dtype)
+    return (tf.transpose(keys, [0, 2, 1, 3]), tf.transpose(values, [0, 2, 1, 3]),
+            empty, empty)
 
 
 def _slot_indices(cache: tf.Tensor, index) -> tf.Tensor:

@@ -17,9 +17,9 @@ class TransformerLayer(tf.keras.layers.Layer):
     """One post-LN encoder layer; ``call`` returns ``(out, (keys, values))``.
 
     Without ``cache`` it processes a whole sequence with a boolean mask ``(B, T, T)``.
-    With ``cache=(k, v)`` and ``cache_index=i`` it processes the single token of slot
-    ``i`` (``x`` of shape ``(B, 1, d)``, mask ``(B, 1, T_max)``) and returns the cache
-    with that slot written.
+    With ``cache`` (:func:`rearec_tf.layers.attention.make_cache`) and ``cache_index=i``
+    it processes reasoning token ``i`` (``x`` of shape ``(B, 1, d)``, mask
+    ``(B, 1, L + S)``) and returns the cache with that slot written.
     """
 
     def __init__(self, hidden_size: int, num_heads: int, ffn_size: int,

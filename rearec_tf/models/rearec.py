@@ -34,14 +34,17 @@ class ReaRecModel(tfrs.models.Model):
 
     Inputs are dicts: ``item_ids`` ``(B, L)`` int32 left-padded with 0 and either
     ``target`` ``(B,)`` (prefix samples) or ``targets`` ``(B, L)`` (all positions).
+    ``item_features`` (:class:`rearec_tf.data.item_features.ItemFeatures`) feeds the
+    ``feature`` backbone.
     """
 
     def __init__(self, config: Config, num_items: int,
-                 item_counts: Optional[np.ndarray] = None, name: str = "rearec", **kwargs):
+                 item_counts: Optional[np.ndarray] = None, item_features=None,
+                 name: str = "rearec", **kwargs):
         super().__init__(name=name, **kwargs)
         self.config = config
         self.num_items = num_items
-        self.backbone = build_backbone(config, num_items)
+        self.backbone = build_backbone(config, num_items, item_features=item_features)
         self.reasoner = ReasoningLoop(self.backbone, steps=config.train_steps,
                                       max_steps=config.max_reason_steps,
                                       initializer_range=config.initializer_range,
@@ -83,7 +86,9 @@ class ReaRecModel(tfrs.models.Model):
 
     # --------------------------------------------------------------- inference
     @property
-    def item_embeddings(self) -> tf.Variable:
+    def item_embeddings(self) -> tf.Tensor:
+        """The ``(N+1, d)`` table scores are computed against (a variable for ID
+        backbones, a tensor computed from the features for the ``feature`` backbone)."""
         return self.backbone.item_embeddings
 
     def reason(self, item_ids, steps=None, training=False):

@@ -13,7 +13,7 @@ def test_dry_run_prints_the_expected_commands(tmp_path, capsys):
                     "--budget-epochs", "7", "--preset", "small", "--runs-dir", runs,
                     "--dry-run"]) == 0
     lines = capsys.readouterr().out.strip().split("\n")
-    assert lines[0].startswith("# plan: 2 datasets") and "= 12 runs" in lines[0]
+    assert lines[0].startswith("# plan: 1 backbone(s) x 2 datasets") and "= 12 runs" in lines[0]
     cmds = lines[1:]
     assert len(cmds) == 2 * (2 + 4)
     root = os.path.join(runs, "small-ep7")
@@ -128,3 +128,29 @@ def test_collect_rows_selects_best_validation(tmp_path):
     assert row["test"]["masked"]["ndcg@20"] == pytest.approx(0.045)
     assert row["commands"][0].endswith("--epochs 3 --run-dir "
                                        f"{tmp_path}/paper-ep3/beauty/base/tau1-s0 --verbose 2")
+
+
+def test_other_backbones_get_their_own_runs_flags_and_section(tmp_path, capsys):
+    runs = str(tmp_path / "runs")
+    assert rp.main(["--datasets", "toys", "--methods", "base,erl", "--grid", "none",
+                    "--backbones", "gru4rec,feature", "--budget-epochs", "3", "--preset",
+                    "small", "--runs-dir", runs, "--dry-run"]) == 0
+    cmds = capsys.readouterr().out.strip().split("\n")[1:]
+    root = os.path.join(runs, "small-ep3")
+    assert cmds[0] == ("python -m rearec_tf.train --preset small --dataset toys --method base "
+                       "--seed 0 --backbone gru4rec --epochs 3 --run-dir "
+                       f"{root}/gru4rec/toys/base/default-s0 --verbose 2")
+    assert "--backbone feature --item-features attributes" in cmds[3]
+    assert cmds[3].endswith(f"{root}/feature/toys/erl/default-s0 --verbose 2")
+    assert rp.main(["--datasets", "toys", "--backbones", "bert4rec,nope", "--dry-run"]) == 2
+
+    rows = {("toys", "base"): _metrics(.0400, .0500, .0800, .1000),
+            ("toys", "erl"): _metrics(.0440, .0550, .0760, .1100)}
+    text = rp.render_report({}, ["toys", "yelp"], ["base", "erl"],
+                            backbone_rows={"gru4rec": rows})
+    section = text.split("## Other backbones under the same reasoning loop")[1].split("## ")[0]
+    erl = _row_cells(section, "| GRU4Rec | toys | GRU4Rec +ERL")
+    assert erl[3] == "0.0440/0.0550/0.0760/0.1100" and erl[4] == "+6.25%"
+    assert erl[5] == "0.0220/0.0275/0.0380/0.0550" and erl[6] == "+6.25%"
+    assert _row_cells(section, "| GRU4Rec | yelp | GRU4Rec")[3] == "**not run**"
+    assert "- GRU4Rec +ERL: +6.25% (1 datasets) / +6.25% (1 datasets)" in section

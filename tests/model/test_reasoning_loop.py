@@ -8,6 +8,8 @@ import tensorflow as tf
 from rearec_tf.backbones.sasrec import SASRecBackbone
 from rearec_tf.reasoning.loop import ReasoningLoop
 
+from _sequences import assert_cached_equals_recompute, left_padded_batch
+
 
 def make(seed=0, max_steps=5, init=0.3, **kw):
     tf.keras.utils.set_random_seed(seed)
@@ -21,21 +23,14 @@ def make(seed=0, max_steps=5, init=0.3, **kw):
 
 
 def batch():
-    rng = np.random.default_rng(1)
-    ids = rng.integers(1, 31, size=(5, 7)).astype(np.int32)
-    for b, n in enumerate([1, 3, 7, 5, 2]):  # left padding of various lengths
-        ids[b, : 7 - n] = 0
-    return ids
+    return left_padded_batch(width=7)
 
 
 @pytest.mark.parametrize("steps", [0, 1, 2, 3, 4])
 def test_cached_loop_equals_full_recomputation(steps):
     _, loop = make()
     ids = batch()
-    cached = loop(ids, steps=steps, training=False).numpy()
-    full = loop.recompute(ids, steps).numpy()
-    assert cached.shape == (5, steps + 1, 16)
-    assert np.abs(cached - full).max() <= 1e-5
+    assert_cached_equals_recompute(loop, ids, steps)
 
 
 def test_dynamic_steps_in_one_graph_match_static():
