@@ -63,7 +63,8 @@ class Config:
     item_features: Optional[str] = None
     """``feature`` backbone: ``attributes`` (the dataset's ``*_item2attributes.json``,
     pooled attribute embeddings) or a path to a ``.npy``/``.npz``/``.parquet`` file of
-    frozen item vectors keyed by external item id (see ``rearec_tf/data/item_features.py``)."""
+    frozen item vectors keyed by external item id, or of an S3-Rec style
+    ``item2attributes`` ``.json`` (see ``rearec_tf/data/item_features.py``)."""
     feature_adapter: str = "mlp"
     """Adapter from item features to the model width: ``linear``, ``mlp`` or ``moe``
     (UniSRec's mixture of parametric-whitening experts)."""

@@ -84,7 +84,6 @@ def load_run(run_dir: str, which: str = "best") -> Tuple[Config, Any, "ReaRecMod
     vocab = Vocabulary.load(os.path.join(run_dir, VOCABULARY))
     counts_path = os.path.join(run_dir, ITEM_COUNTS)
     counts = np.load(counts_path) if os.path.exists(counts_path) else None
-    model = ReaRecModel(config, num_items=vocab.num_items, item_counts=counts)
     state = read_state(run_dir)
     if state is None:
         raise FileNotFoundError(f"{run_dir!r} has no checkpoint yet ({CHECKPOINTS}/{STATE} is "
@@ -96,5 +95,14 @@ def load_run(run_dir: str, which: str = "best") -> Tuple[Config, Any, "ReaRecMod
     else:
         epoch = int(which)
     path = os.path.join(checkpoint_dir(run_dir, epoch), CKPT_PREFIX)
+    item_features = None
+    if config.backbone == "feature":
+        # The checkpoint carries the (frozen) features the run was trained with, aligned
+        # to its vocabulary: no need for the original feature file or data folder.
+        from rearec_tf.backbones.feature import item_features_from_checkpoint
+
+        item_features = item_features_from_checkpoint(path, vocab.num_items)
+    model = ReaRecModel(config, num_items=vocab.num_items, item_counts=counts,
+                        item_features=item_features)
     tf.train.Checkpoint(model=model).read(path).expect_partial()
     return config, vocab, model

@@ -81,15 +81,18 @@ class TrainResult:
     model: Any = field(default=None, repr=False)
 
 
-def build_model(config: Config, num_items: int, item_counts=None):
+def build_model(config: Config, num_items: int, item_counts=None, item_features=None):
     """``(model, optimizer)``, seeded, compiled, with every variable (including Adam's
     slots) created, so a checkpoint restores completely. Dropout masks and PRL noise are
     stateless, keyed by ``(seed, optimizer.iterations)`` (:mod:`rearec_tf.layers.randomness`),
-    so restoring the optimizer's step counter is all an exact resume needs."""
+    so restoring the optimizer's step counter is all an exact resume needs.
+    ``item_features`` (:class:`rearec_tf.data.item_features.ItemFeatures`): required by
+    the ``feature`` backbone."""
     from rearec_tf.models import ReaRecModel
 
     tf.keras.utils.set_random_seed(config.seed)
-    model = ReaRecModel(config, num_items=num_items, item_counts=item_counts)
+    model = ReaRecModel(config, num_items=num_items, item_counts=item_counts,
+                        item_features=item_features)
     model({"item_ids": tf.zeros([1, config.max_len], tf.int32)})
     optimizer = tf.keras.optimizers.Adam(learning_rate=config.learning_rate)
     optimizer.build(model.trainable_variables)
@@ -117,6 +120,7 @@ class Trainer:
         self.verbose = verbose
         self.data_dir = data_dir
         self.split = split
+        self.item_features = None
         self.model = None
         self.optimizer = None
         self.manager: Optional[CheckpointManager] = None
@@ -134,6 +138,11 @@ class Trainer:
                 "in it, or choose another --run-dir (nothing was overwritten)")
         if self.split is None:  # before creating anything: the data may be missing
             self.split = prepare(cfg, data_dir=self.data_dir or cfg.data_dir)
+        if cfg.backbone == "feature":  # so are the item features
+            from rearec_tf.data.item_features import load_item_features
+
+            self.item_features = load_item_features(cfg, self.split.vocab,
+                                                    data_dir=self.data_dir or cfg.data_dir)
         os.makedirs(run_dir, exist_ok=True)
         vocab_path = os.path.join(run_dir, rd.VOCABULARY)
         if os.path.exists(vocab_path):
@@ -157,7 +166,8 @@ class Trainer:
 
         cfg = self.config
         self.model, self.optimizer = build_model(cfg, self.split.vocab.num_items,
-                                                 self.split.item_counts)
+                                                 self.split.item_counts,
+                                                 item_features=self.item_features)
         self.manager = CheckpointManager(self.run_dir, self.model, self.optimizer)
         self.buckets = default_buckets(cfg.max_len) if cfg.bucket_by_length else None
         self.valid_ds = eval_dataset(self.split.valid, cfg.max_len, cfg.eval_batch_size,
