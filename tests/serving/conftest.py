@@ -21,8 +21,9 @@ from _serving_ref import ServerProcess  # noqa: E402
 
 
 def make_run(run_dir: pathlib.Path, data_file: pathlib.Path, method: str = "prl",
-             train_batches: int = 6, seed: int = 0):
+             train_batches: int = 6, seed: int = 0, **overrides):
     """Train a tiny model for a few batches and write a run directory (run_dir.py layout).
+    ``overrides``: other Config fields (e.g. ``backbone``, ``item_features``).
 
     Returns ``(config, split, model)``."""
     import tensorflow as tf
@@ -35,10 +36,16 @@ def make_run(run_dir: pathlib.Path, data_file: pathlib.Path, method: str = "prl"
                  hidden_size=16, num_layers=1, num_heads=2, ffn_size=32, max_len=20,
                  hidden_dropout=0.1, attention_dropout=0.1, input_dropout=0.1,
                  method=method, reason_steps=2, max_reason_steps=4, batch_size=64,
-                 epochs=1, seed=seed)
+                 epochs=1, seed=seed, **overrides)
     split = prepare(cfg)
+    features = None
+    if cfg.backbone == "feature":
+        from rearec_tf.data.item_features import load_item_features
+
+        features = load_item_features(cfg, split.vocab)
     tf.keras.utils.set_random_seed(seed)
-    model = ReaRecModel(cfg, num_items=split.num_items, item_counts=split.item_counts)
+    model = ReaRecModel(cfg, num_items=split.num_items, item_counts=split.item_counts,
+                        item_features=features)
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-2))
     model.fit(train_dataset(split, cfg.max_len, cfg.batch_size, mode="prefix", seed=seed)
               .take(train_batches), epochs=1, verbose=0)
