@@ -100,9 +100,16 @@ RELEASE_BEAUTY: Dict[str, Tuple[float, ...]] = {
     "base": (.0472, .0541, .0783, .1060), "prl": (.0502, .0582, .0838, .1158),
     "erl": (.0505, .0581, .0830, .1134)}
 # Which of our rows a reference sits next to: (dataset, mode) -> (label, numbers).
+# Published SASRec (BCE) on exactly these S3-Rec files, history masked (S3-Rec paper;
+# ../shared/data/README.md), as N@10/N@20/R@10/R@20.
+PUBLISHED_SASREC: Dict[str, Tuple[float, ...]] = {
+    "sports": (.0192, .0231, .0350, .0507), "toys": (.0374, .0441, .0675, .0941),
+    "yelp": (.0136, .0182, .0274, .0457), "lastfm": (.0390, .0463, .0688, .0972)}
 REFERENCE_CELLS = {("beauty", "masked"): ("authors' release, Beauty, masked", RELEASE_BEAUTY),
                    ("yelp", "unmasked"): ("paper, its own Yelp split (not ours)",
-                                          PAPER_REFERENCE["Yelp"])}
+                                          PAPER_REFERENCE["Yelp"]),
+                   **{(ds, "masked"): ("published SASRec, BCE, S3-Rec paper", {"base": ref})
+                      for ds, ref in PUBLISHED_SASREC.items()}}
 
 
 # ---------------------------------------------------------------------- the plan
