@@ -514,9 +514,10 @@ def render_report(rows: Mapping[Tuple[str, str], Mapping[str, Any]], datasets: S
                   backbone_rows: Optional[Mapping[str, Mapping[Tuple[str, str], Any]]] = None
                   ) -> str:
     """The REPRODUCTION.md text. ``rows`` as :func:`collect_rows` returns them (missing
-    keys count as not run); ``analyses`` as :func:`analyse`; ``meta`` describes the setup
-    (``command``, ``preset``, ``grid``, ``budget``, ``seeds``, ``runs_root``, ``date``,
-    ``planned``/``done`` run counts)."""
+    keys count as not run; ``None``: SASRec was not part of the plan, only the other
+    backbones' section is written); ``analyses`` as :func:`analyse`; ``meta`` describes
+    the setup (``command``, ``preset``, ``grid``, ``budget``, ``seeds``, ``runs_root``,
+    ``date``, ``planned``/``done`` run counts)."""
     meta = dict(meta or {})
     analyses = analyses or {}
     L: List[str] = []
@@ -550,6 +551,19 @@ def render_report(rows: Mapping[Tuple[str, str], Mapping[str, Any]], datasets: S
     add("- Relative gain = (method / SASRec − 1) in %, per metric; *mean* = mean over the "
         "four metrics (the paper's \"mean relative gain\").")
     add("")
+    if rows is None:  # other backbones only
+        render_backbones(add, backbone_rows or {}, datasets, methods)
+        add("## Commands")
+        add("")
+        add("```")
+        add(meta.get("command", "python -m pipelines.reproduce"))
+        for bb_rows in (backbone_rows or {}).values():
+            for row in bb_rows.values():
+                for cmd in row.get("commands", []):
+                    add(cmd)
+        add("```")
+        add("")
+        return "\n".join(L)
 
     for mode in MODES:
         title = ("history masked (S3-Rec/ICLRec protocol)" if mode == "masked"
@@ -816,9 +830,9 @@ def render_backbones(add, backbone_rows, datasets: Sequence[str], methods: Seque
     """The "other backbones" section: each backbone alone vs +ERL/+PRL on top of it."""
     add("## Other backbones under the same reasoning loop")
     add("")
-    add("Same preset, budget, protocol and model selection as the SASRec tables; the gain "
-        "of +ERL/+PRL is relative to the same backbone without reasoning. Test metrics, "
-        "N@10/N@20/R@10/R@20.")
+    add("Preset, epoch budget, protocol and model selection as listed under Setup; the "
+        "gain of +ERL/+PRL is relative to the same backbone without reasoning. Test "
+        "metrics, N@10/N@20/R@10/R@20.")
     add("")
     head = ["backbone", "dataset", "method", "masked", "mean gain masked", "unmasked",
             "mean gain unmasked", "best epoch"]
@@ -958,15 +972,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.report_only:
         run_all(specs, settings, runs_root, retry_failed=args.retry_failed,
                 in_process=args.in_process)
-    rows = collect_rows([s for s in specs if s.backbone == "sasrec"], settings, args.grid,
-                        runs_root)
+    rows = (collect_rows([s for s in specs if s.backbone == "sasrec"], settings, args.grid,
+                         runs_root) if "sasrec" in backbones else None)
     backbone_rows = {bb: collect_rows([s for s in specs if s.backbone == bb], settings,
                                       args.grid, runs_root)
                      for bb in backbones if bb != "sasrec"}
     report_dir = os.path.dirname(os.path.abspath(args.out))
     figures_dir = args.figures_dir or os.path.join(report_dir, "docs", "figures")
     analyses: Dict[str, Any] = {}
-    if not args.no_analysis:
+    if not args.no_analysis and rows is not None:
         analyses = analyse(rows, datasets, methods, figures_dir, mode=args.analysis_mode,
                            batch_size=args.analysis_batch_size, refresh=args.refresh_analysis)
         for ds, entry in analyses.items():

@@ -154,3 +154,8 @@ def test_other_backbones_get_their_own_runs_flags_and_section(tmp_path, capsys):
     assert erl[5] == "0.0220/0.0275/0.0380/0.0550" and erl[6] == "+6.25%"
     assert _row_cells(section, "| GRU4Rec | yelp | GRU4Rec")[3] == "**not run**"
     assert "- GRU4Rec +ERL: +6.25% (1 datasets) / +6.25% (1 datasets)" in section
+    # without SASRec in the plan only the backbones' section (and its commands) is written
+    only = rp.render_report(None, ["toys"], ["base", "erl"], meta={"command": "cmd"},
+                            backbone_rows={"gru4rec": rows})
+    assert "## Test results" not in only and "## Other backbones" in only
+    assert "python -m rearec_tf.train --run-dir runs/x" in only.split("## Commands")[1]
