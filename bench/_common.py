@@ -33,6 +33,24 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+def status_gib(field: str = "VmRSS") -> float:
+    """A memory field of ``/proc/self/status`` in GiB: ``VmRSS`` (resident now) or
+    ``VmHWM`` (peak resident)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
+def publish(title: str, body: str, no_write: bool) -> None:
+    """Print ``body`` (``--no-write``) or append it to BENCHMARKS.md as a section."""
+    if no_write:
+        print(body)
+    else:
+        append_section(title, body)
+
+
 def command() -> str:
     return "python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
 

@@ -24,23 +24,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench._common import emit_result, run_child  # noqa: E402
-
-
-def _rss_gib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 2**20
-    return float("nan")
-
-
-def _peak_gib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 2**20
-    return float("nan")
+from bench._common import emit_result, publish, run_child, status_gib  # noqa: E402
 
 
 SERVE_CHILD = r"""
@@ -95,7 +79,7 @@ def child(a) -> dict:
                 "target": tf.constant(ids[:, -1], tf.int32)}
 
     batches = [batch() for _ in range(a.train_steps + 2)]
-    base_rss = _rss_gib()
+    base_rss = status_gib()
     out = {"size": n}
     model = None
     for loss in ("full_softmax", "retrieval"):
@@ -111,7 +95,7 @@ def child(a) -> dict:
         model.fit(timed, verbose=0)
         dt = time.perf_counter() - t
         out[f"train_sps_{loss}"] = a.train_steps * a.batch_size / dt
-    out["train_peak_extra_gib"] = _peak_gib() - base_rss
+    out["train_peak_extra_gib"] = status_gib("VmHWM") - base_rss
 
     vocab = Vocabulary([str(i) for i in range(1, n + 1)])
     tmp = tempfile.mkdtemp(prefix="rearec-catalogue-")
@@ -175,12 +159,7 @@ def main(argv=None):
             f"{r['p50_ms_b1']:.1f} ({r['p90_ms_b1']:.1f}) | "
             f"{r['p50_ms_b64']:.1f} ({r['p90_ms_b64']:.1f}) | {r['serve_extra_gib']:.2f} |")
     body = "\n".join(lines)
-    if a.no_write:
-        print(body)
-    else:
-        from bench._common import append_section
-
-        append_section("Catalogue scale: 10k / 100k / 1M items", body)
+    publish("Catalogue scale: 10k / 100k / 1M items", body, a.no_write)
 
 
 if __name__ == "__main__":

@@ -18,17 +18,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench._common import emit_result, run_child  # noqa: E402
+from bench._common import emit_result, publish, run_child, status_gib  # noqa: E402
 
 RELEASE = {"base": (209.0, 4.5), "erl": (51.0, 12.5), "prl": (27.0, 20.4)}
-
-
-def _rss_gib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 2**20
-    return float("nan")
 
 
 def child(a) -> dict:
@@ -51,7 +43,7 @@ def child(a) -> dict:
     buckets = pipeline.default_buckets(cfg.max_len) if cfg.bucket_by_length else None
     ds = pipeline.train_dataset(split, cfg.max_len, cfg.batch_size, seed=0, buckets=buckets)
     n = pipeline.num_train_samples(split, "prefix")
-    base_rss = _rss_gib()
+    base_rss = status_gib()
     model, _ = build_model(cfg, split.vocab.num_items, split.item_counts)  # as training does
     model.set_epoch(5)  # past every warm-up: PRL runs its contrastive branch
     # Warm-up: one batch of every width traces (and compiles) each shape once.
@@ -133,12 +125,8 @@ def main(argv=None):
             f"{r['peak_rss_gib']:.2f} (+{r['extra_rss_gib']:.2f}) | "
             f"{r['extra_rss_gib'] / rel_mem:.2f} |")
     body = "\n".join(lines)
-    if a.no_write:
-        print(body)
-    else:
-        from bench._common import append_section
-        append_section(f"Training throughput on {a.dataset} (d={a.hidden_size}, "
-                       f"batch {a.batch_size})", body)
+    publish(f"Training throughput on {a.dataset} (d={a.hidden_size}, batch {a.batch_size})",
+            body, a.no_write)
 
 
 if __name__ == "__main__":
