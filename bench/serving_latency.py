@@ -3,13 +3,15 @@
 
 ::
 
-    python bench/serving_latency.py --export-dir models/rearec          # an existing export
-    python bench/serving_latency.py --run-dir runs/x                     # export it first (tmp)
+    python bench/serving_latency.py --export-dir models/rearec [models/rearec-xla]  # existing exports
+    python bench/serving_latency.py --run-dir runs/x [--xla both|on|off]  # export it first (tmp)
         [--concurrency 1 8 32] [--duration 10] [--k 10] [--history-len 20]
-        [--signature recommend] [--batch 1] [--no-append]
+        [--signature recommend] [--batch 1] [--server-args "--num_batch_threads 1"] [--no-append]
 
-For each (batching, concurrency) it starts no new server: one server per batching mode
-is started on 127.0.0.1 and a free port, warmed up, then ``concurrency`` threads send
+With ``--run-dir`` the run is exported twice by default, without and with ``--xla``, and
+both are measured in the same run (the table gives p99 ratios against the default
+export). For each (batching, concurrency) it starts no new server: one server per export
+and batching mode is started on 127.0.0.1 and a free port, warmed up, then ``concurrency`` threads send
 requests back to back for ``--duration`` seconds (each thread its own channel). Reports
 p50/p95/p99 latency (ms) and throughput (requests/s) of successful requests, and the
 error count. Histories are random vocabulary ids of fixed length (so requests are
@@ -53,6 +55,11 @@ def latest_version(base: pathlib.Path) -> pathlib.Path:
     return base / str(vs[-1])
 
 
+def _export_info(version: pathlib.Path) -> dict:
+    path = version / "assets.extra" / "export.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -65,13 +72,13 @@ def machine() -> str:
     return f"{cpu}, nproc={os.cpu_count()} (sched_getaffinity={len(os.sched_getaffinity(0))})"
 
 
-def start_server(base, batching: bool, log_path):
+def start_server(base, batching: bool, log_path, extra=()):
     port = free_port()
     env = dict(os.environ)
     env.pop("TF_USE_LEGACY_KERAS", None)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     cmd = [sys.executable, "-m", "serving.server", "--model_base_path", str(base), "--port", str(port),
-           "--host", "127.0.0.1", "--log_level", "WARNING"] + (["--enable_batching"] if batching else [])
+           "--host", "127.0.0.1", "--log_level", "WARNING"] + (["--enable_batching"] if batching else []) + list(extra)
     log = open(log_path, "w")
     proc = subprocess.Popen(cmd, cwd=str(REPO), env=env, stdout=log, stderr=subprocess.STDOUT)
     address = f"127.0.0.1:{port}"
@@ -146,7 +153,8 @@ def run_level(address, histories, concurrency, duration, k, signature, batch):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--export-dir", help="model base path (BASE/<version>/)")
+    src.add_argument("--export-dir", nargs="+",
+                     help="model base path(s) (BASE/<version>/); several are measured in turn")
     src.add_argument("--run-dir", help="a training run to export to a temporary base path")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     p.add_argument("--duration", type=float, default=10.0, help="seconds per level")
@@ -157,35 +165,42 @@ def main(argv=None) -> int:
     p.add_argument("--modes", nargs="+", default=["off", "on"], choices=["off", "on"],
                    help="batching modes to measure")
     p.add_argument("--output", default=str(REPO / "BENCHMARKS.md"))
+    p.add_argument("--xla", choices=["off", "on", "both"], default="both",
+                   help="with --run-dir: export without / with `export --xla` / both")
+    p.add_argument("--server-args", default="", help="extra flags for every serving.server")
     p.add_argument("--no-append", action="store_true", help="print only")
     args = p.parse_args(argv)
 
     tmp = None
     if args.run_dir:
         tmp = tempfile.mkdtemp(prefix="rearec-bench-")
-        base = pathlib.Path(tmp) / "rearec"
-        subprocess.run([sys.executable, "-m", "rearec_tf.export", "--run-dir", args.run_dir,
-                        "--export-dir", str(base)], check=True, cwd=str(REPO))
+        bases = []
+        for flag in {"off": [[]], "on": [["--xla"]], "both": [[], ["--xla"]]}[args.xla]:
+            base = pathlib.Path(tmp) / ("rearec-xla" if flag else "rearec")
+            subprocess.run([sys.executable, "-m", "rearec_tf.export", "--run-dir", args.run_dir,
+                            "--export-dir", str(base)] + flag, check=True, cwd=str(REPO))
+            bases.append(base)
     else:
-        base = pathlib.Path(args.export_dir)
-    version = latest_version(base)
+        bases = [pathlib.Path(b) for b in args.export_dir]
+    version = latest_version(bases[0])
     vocab = json.loads((version / "assets" / "vocabulary.json").read_text())["ids"]
-    info_path = version / "assets.extra" / "export.json"
-    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    info = _export_info(version)
     rng = np.random.default_rng(0)
     histories = [[vocab[i] for i in rng.integers(0, len(vocab), size=args.history_len)]
                  for _ in range(512)]
 
     results = []
     logdir = pathlib.Path(tempfile.mkdtemp(prefix="rearec-bench-logs-"))
-    for mode in args.modes:
-        proc, address, log = start_server(base, mode == "on", logdir / f"server-{mode}.log")
+    for base, mode in [(b, m) for b in bases for m in args.modes]:
+        export = "xla" if _export_info(latest_version(base)).get("xla") else "default"
+        proc, address, log = start_server(base, mode == "on", logdir / f"server-{export}-{mode}.log",
+                                          shlex.split(args.server_args))
         try:
             for c in args.concurrency:
                 r = run_level(address, histories, c, args.duration, args.k, args.signature, args.batch)
-                r["batching"] = mode
+                r["batching"], r["export"] = mode, export
                 results.append(r)
-                print(f"batching={mode:3s} concurrency={c:3d}  p50={r['p50_ms']:.2f}ms "
+                print(f"export={export} batching={mode:3s} concurrency={c:3d}  p50={r['p50_ms']:.2f}ms "
                       f"p95={r['p95_ms']:.2f}ms p99={r['p99_ms']:.2f}ms  {r['rps']:.1f} req/s  "
                       f"errors={r['errors']}", flush=True)
         finally:
@@ -205,12 +220,18 @@ def main(argv=None) -> int:
         f"- requests: signature `{args.signature}`, {args.batch} histor{'y' if args.batch == 1 else 'ies'} "
         f"of {args.history_len} ids per request, k={args.k}; {args.duration:g} s per level; client and "
         "server on the same machine (the client threads share the CPU)",
-        "", "| batching | concurrency | requests | errors | p50 ms | p95 ms | p99 ms | req/s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"- server flags: `{args.server_args or '(defaults)'}`; export `xla` = `rearec_tf.export --xla`; "
+        "p99 ratio = this row's p99 / the default export's p99 at the same batching and concurrency",
+        "", "| export | batching | concurrency | requests | errors | p50 ms | p95 ms | p99 ms | req/s | p99 ratio |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    ref = {(r["batching"], r["concurrency"]): r["p99_ms"] for r in results if r["export"] == "default"}
     for r in results:
-        lines.append(f"| {r['batching']} | {r['concurrency']} | {r['requests']} | {r['errors']} | "
-                     f"{r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f} | {r['rps']:.1f} |")
+        base_p99 = ref.get((r["batching"], r["concurrency"]))
+        ratio = f"{r['p99_ms'] / base_p99:.2f}" if base_p99 else "—"
+        lines.append(f"| {r['export']} | {r['batching']} | {r['concurrency']} | {r['requests']} | "
+                     f"{r['errors']} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f} | "
+                     f"{r['rps']:.1f} | {ratio} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_append:

@@ -55,6 +55,16 @@ Every signature takes ``history`` and the optional ``steps``:
     vocabulary id is a canonical integer, e.g. ``"123"``): the same with int64 ids,
     ``history``/``candidates`` padded with ``-1`` and ``item_ids`` int64 (``-1`` = no item).
 
+``--xla``: the encoder and reasoning loop (everything between the id lookups and the
+top-k) run as one XLA cluster (``jit_compile``) on the batch padded to the next power of
+two. It is several times faster per request (``BENCHMARKS.md``, serving latency) and gives
+the same results (within float rounding); the warm-up requests then include ``recommend``
+at batch sizes 1, 2, 4, ..., 256 so that every compilation happens at load time. The
+graph still holds only stock ops, but the server must be able to JIT-compile: the pip
+``tensorflow`` package and :mod:`serving.server` can; the ``tensorflow/serving`` binary
+needs ``--xla_cpu_compilation_enabled=true`` (CPU; experimental there). Without that,
+export without ``--xla`` (the default).
+
 Files: ``saved_model.pb``, ``variables/``, ``assets/config.json`` and
 ``assets/vocabulary.json`` (the run's), ``assets.extra/tf_serving_warmup_requests``
 (TFRecord of ``PredictionLog`` protos: ``PredictRequest``\\ s for every signature built from
@@ -88,6 +98,7 @@ DEFAULT_K = 10
 SIGNATURES = ("serving_default", "recommend", "user_embedding", "score_items")
 INT_SIGNATURES = ("recommend_int", "user_embedding_int", "score_items_int")
 WARMUP_FILE = "tf_serving_warmup_requests"
+XLA_WARMUP_BATCHES = tuple(2 ** i for i in range(9))  # 1 .. 256 (the batcher's max rows)
 TMP_PREFIX = ".tmp-"
 _NEG_INF = float("-inf")
 
@@ -121,7 +132,7 @@ class ServingModule(tf.Module):
     the SavedModel holds the signature graphs and nothing Keras-specific.
     """
 
-    def __init__(self, model, config: Config, vocab, k: int = DEFAULT_K):
+    def __init__(self, model, config: Config, vocab, k: int = DEFAULT_K, xla: bool = False):
         super().__init__(name="rearec_serving")
         items = list(vocab.items)
         if "" in items:
@@ -147,6 +158,28 @@ class ServingModule(tf.Module):
         self._topk.obj.index(tf.convert_to_tensor(model.item_embeddings)[1:],
                             identifiers=tf.range(1, n + 1, dtype=tf.int64))
         self.topk_variables = [self._topk.obj._candidates, self._topk.obj._identifiers]
+        self.xla = bool(xla)
+        self._encode = _Untracked(self._xla_encoder(model) if self.xla else
+                                  (lambda ids, steps: model.user_embedding(ids, steps=steps,
+                                                                           training=False)))
+
+    @staticmethod
+    def _xla_encoder(model):
+        """The encoder + reasoning loop as one XLA cluster (``jit_compile``) on a batch
+        padded to the next power of two, so a server compiles it for at most
+        ``log2(max batch) + 1`` shapes (replayed by the warm-up requests) instead of once
+        per batch size. The lookups, top-k and id mapping stay outside the cluster."""
+        @tf.function(jit_compile=True, reduce_retracing=True)
+        def encode(ids, steps):
+            return model.user_embedding(ids, steps=steps, training=False)
+
+        def call(ids, steps):
+            b = tf.shape(ids)[0]
+            powers = tf.constant([2 ** i for i in range(31)], tf.int32)
+            padded = tf.gather(powers, tf.searchsorted(powers, [b])[0])  # smallest 2^i >= b
+            ids = tf.pad(ids, [[0, padded - b], [0, 0]])  # extra rows: empty histories
+            return encode(ids, steps)[:b]
+        return call
 
     # ------------------------------------------------------------ ids -> indices
     def _lookup(self, history: tf.Tensor):
@@ -183,7 +216,7 @@ class ServingModule(tf.Module):
         idx, num_unknown = self._lookup(history)
         item_ids = self._compact(idx)
         steps = self._check_steps(steps)
-        user = self._model.obj.user_embedding(item_ids, steps=steps, training=False)
+        user = self._encode.obj(item_ids, steps)
         return tf.cast(user, tf.float32), idx, num_unknown
 
     # ------------------------------------------------------------ computations
@@ -316,9 +349,12 @@ def _pad_left(histories: Sequence[Sequence], pad) -> np.ndarray:
     return np.array(rows, dtype=object if isinstance(pad, str) else np.int64).reshape(len(rows), length)
 
 
-def write_warmup(path: str, histories: List[List[str]], int_ids: bool, model_name: str = "rearec"):
+def write_warmup(path: str, histories: List[List[str]], int_ids: bool, model_name: str = "rearec",
+                 batch_sizes: Sequence[int] = ()):
     """TFRecord of ``PredictionLog`` protos, one ``PredictRequest`` per signature and
-    batch shape (as TF Serving replays them at load time)."""
+    batch shape (as TF Serving replays them at load time), plus one ``recommend`` request
+    per size in ``batch_sizes`` (an XLA export compiles once per padded batch size: the
+    warm-up moves every compilation to load time)."""
     from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
     hist = _pad_left(histories + [[]], "")  # + an empty (cold-start) history
@@ -337,6 +373,8 @@ def write_warmup(path: str, histories: List[List[str]], int_ids: bool, model_nam
     for sig in ("serving_default", "recommend"):
         req(sig, history=hist.astype(bytes))
         req(sig, history=hist[:1].astype(bytes), k=np.int32(10), exclude_history=True)
+    for b in batch_sizes:
+        req("recommend", history=np.resize(hist, (b, hist.shape[1])).astype(bytes))
     req("user_embedding", history=hist.astype(bytes))
     req("score_items", history=hist.astype(bytes), candidates=cands.astype(bytes))
     if int_ids:
@@ -379,8 +417,9 @@ def _clean_stale_tmp(base: str) -> None:
 
 def export_model(model, config: Config, vocab, export_dir: str, version: Optional[int] = None,
                  run_dir: Optional[str] = None, checkpoint: Optional[str] = None,
-                 warmup: bool = True, model_name: str = "rearec") -> str:
-    """Export ``model`` to ``export_dir/<version>`` atomically; returns the version path."""
+                 warmup: bool = True, model_name: str = "rearec", xla: bool = False) -> str:
+    """Export ``model`` to ``export_dir/<version>`` atomically; returns the version path.
+    ``xla``: compile the encoder and reasoning loop with XLA (see :class:`ServingModule`)."""
     os.makedirs(export_dir, exist_ok=True)
     _clean_stale_tmp(export_dir)
     if version is None:
@@ -396,7 +435,7 @@ def export_model(model, config: Config, vocab, export_dir: str, version: Optiona
     t0 = time.time()
     staging = tempfile.mkdtemp(prefix="rearec-export-")
     try:
-        module = ServingModule(model, config, vocab)
+        module = ServingModule(model, config, vocab, xla=xla)
         # Assets are copied into assets/ under their source basename.
         cfg_src = os.path.join(staging, rd.CONFIG)
         voc_src = os.path.join(staging, rd.VOCABULARY)
@@ -412,12 +451,13 @@ def export_model(model, config: Config, vocab, export_dir: str, version: Optiona
         if warmup:
             hs = warmup_histories(config, vocab, run_dir)
             n_warm = write_warmup(os.path.join(extra, WARMUP_FILE), hs,
-                                  module.int_ids is not None, model_name)
+                                  module.int_ids is not None, model_name,
+                                  XLA_WARMUP_BATCHES if xla else ())
         info = {"version": version, "run_dir": os.path.abspath(run_dir) if run_dir else None,
                 "checkpoint": checkpoint, "method": config.method,
                 "default_steps": module.default_steps, "max_reason_steps": module.max_steps,
                 "max_len": module.max_len, "num_items": module.num_items,
-                "hidden_size": config.hidden_size, "signatures": sorted(sigs),
+                "hidden_size": config.hidden_size, "signatures": sorted(sigs), "xla": bool(xla),
                 "warmup_requests": n_warm, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "tensorflow": tf.__version__}
         rd.write_json(os.path.join(extra, "export.json"), info)
@@ -454,6 +494,9 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", default="best", help="best | latest | an epoch number")
     p.add_argument("--model-name", default="rearec", help="model name in the warm-up requests")
     p.add_argument("--no-warmup", action="store_true", help="skip assets.extra warm-up requests")
+    p.add_argument("--xla", action="store_true",
+                   help="compile the encoder + reasoning loop with XLA (faster serving; TF "
+                        "Serving must run with --xla_cpu_compilation_enabled=true, see README)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -464,7 +507,7 @@ def main(argv=None) -> int:
         config, vocab, model = rd.load_run(args.run_dir, args.checkpoint)
         path = export_model(model, config, vocab, args.export_dir, version=args.version,
                             run_dir=args.run_dir, checkpoint=args.checkpoint,
-                            warmup=not args.no_warmup, model_name=args.model_name)
+                            warmup=not args.no_warmup, model_name=args.model_name, xla=args.xla)
     except (FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -30,7 +30,9 @@ with plain ``tf.saved_model.load`` — no rearec_tf code is imported:
 - ``--enable_batching``: requests for the same version and signature, with the same
   scalar inputs and the same non-batch dimensions, arriving within
   ``--batch_timeout_micros`` are concatenated along the batch dimension (up to
-  ``--max_batch_rows`` rows) and run once.
+  ``--max_batch_rows`` rows) and run once by one of ``--num_batch_threads`` threads.
+- ``--tensorflow_intra_op_parallelism`` / ``--tensorflow_inter_op_parallelism``: as in
+  ``tensorflow_model_server`` (0 = TensorFlow's defaults).
 - SIGTERM/SIGINT: stop accepting, let in-flight requests finish (grace 5 s), exit 0.
 """
 from __future__ import annotations
@@ -733,7 +735,8 @@ def serve(args) -> int:
     manager = ModelManager(args.model_name, args.model_base_path, args.num_versions,
                            args.poll_interval, limits, warmup=not args.no_warmup)
     manager.start()
-    batcher = Batcher(args.max_batch_rows, args.batch_timeout_micros / 1e6) if args.enable_batching else None
+    batcher = (Batcher(args.max_batch_rows, args.batch_timeout_micros / 1e6, args.num_batch_threads)
+               if args.enable_batching else None)
     core = Core(manager, batcher)
     opts = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20),
             ("grpc.so_reuseport", 0)]
@@ -792,10 +795,23 @@ def main(argv=None) -> int:
     p.add_argument("--enable_batching", action="store_true")
     p.add_argument("--max_batch_rows", type=int, default=256, help="rows per merged batch")
     p.add_argument("--batch_timeout_micros", type=int, default=2000)
+    p.add_argument("--num_batch_threads", type=int, default=2,
+                   help="threads running merged batches (TF Serving's num_batch_threads)")
     p.add_argument("--no_warmup", action="store_true", help="skip assets.extra warm-up requests")
+    p.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
+                   help="threads inside one op (0 = TensorFlow's default: one per core)")
+    p.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
+                   help="ops run concurrently (0 = TensorFlow's default)")
     p.add_argument("--log_level", default="INFO")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.num_batch_threads < 1:
+        p.error("--num_batch_threads must be >= 1")
+    if min(args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism) < 0:
+        p.error("--tensorflow_intra_op_parallelism / --tensorflow_inter_op_parallelism must be >= 0")
+    # Same flags as tensorflow_model_server; must be set before TensorFlow runs any op.
+    tf.config.threading.set_intra_op_parallelism_threads(args.tensorflow_intra_op_parallelism)
+    tf.config.threading.set_inter_op_parallelism_threads(args.tensorflow_inter_op_parallelism)
     return serve(args)
 
 

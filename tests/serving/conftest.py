@@ -84,6 +84,16 @@ def exported(tmp_path_factory, trained_run):
     return base, base / "1"
 
 
+@pytest.fixture(scope="session")
+def exported_xla(tmp_path_factory, trained_run):
+    """The same run exported with ``--xla`` (encoder + reasoning loop as one XLA cluster)."""
+    from rearec_tf import export
+
+    base = tmp_path_factory.mktemp("models_xla") / "rearec"
+    assert export.main(["--run-dir", str(trained_run[0]), "--export-dir", str(base), "--xla"]) == 0
+    return base, base / "1"
+
+
 @pytest.fixture(scope="module")
 def server(exported):
     base, _ = exported
