@@ -12,72 +12,28 @@ import tensorflow as tf
 
 from rearec_tf.backbones.feature import FeatureBackbone, item_features_from_checkpoint
 from rearec_tf.config import Config
-from rearec_tf.data.item_features import ItemFeatures
 from rearec_tf.models import ReaRecModel
 from rearec_tf.reasoning.loop import ReasoningLoop
 
-N, L, D, F = 30, 7, 16, 12
-MISSING = (5, 17)  # items without features
+from _backbones import (D, F, L, MISSING, N, attribute_features, batch, dense_features,
+                        make as make_backbone)
+from _sequences import assert_cached_equals_recompute
 
 
-def dense_features(seed=0):
-    rng = np.random.default_rng(seed)
-    dense = rng.normal(size=(N + 1, F)).astype(np.float32)
-    has = np.ones(N + 1, bool)
-    has[[0, *MISSING]] = False
-    dense[~has] = 0
-    return ItemFeatures(dense=dense, attributes=None, num_attributes=0, has_features=has,
-                        source="test")
+def make(kind="dense", adapter="mlp", with_id=True, **kw):
+    return make_backbone("feature", features=kind, adapter=adapter, with_id=with_id, **kw)
 
 
-def attribute_features(seed=0):
-    rng = np.random.default_rng(seed)
-    matrix = np.zeros((N + 1, 4), np.int32)
-    for i in range(1, N + 1):
-        if i in MISSING:
-            continue
-        k = int(rng.integers(1, 5))
-        matrix[i, :k] = rng.choice(np.arange(1, 9), size=k, replace=False)
-    # attribute 9 exists (has an embedding) but no item has it yet
-    return ItemFeatures(dense=None, attributes=matrix, num_attributes=9,
-                        has_features=(matrix > 0).any(1), source="test")
-
-
-def make(kind="dense", adapter="mlp", with_id=True, seed=0, dropout=0.0, init=0.3):
-    tf.keras.utils.set_random_seed(seed)
-    feats = dense_features() if kind == "dense" else attribute_features()
-    cfg = Config(backbone="feature", item_features="x", feature_adapter=adapter,
-                 feature_experts=3, feature_with_id=with_id, max_len=L, hidden_size=D,
-                 num_layers=2, num_heads=2, ffn_size=24, hidden_dropout=dropout,
-                 attention_dropout=dropout, input_dropout=dropout, initializer_range=init)
-    bb = FeatureBackbone.from_config_object(cfg, N, item_features=feats)
-    loop = ReasoningLoop(bb, steps=2, max_steps=5, initializer_range=init)
-    loop.build(None)
-    return bb, loop, feats
-
-
-def batch():
-    rng = np.random.default_rng(1)
-    ids = rng.integers(1, N + 1, size=(5, L)).astype(np.int32)
-    for b, n in enumerate([1, 3, 7, 5, 2]):
-        ids[b, : L - n] = 0
-    ids[2, 3], ids[3, -1] = MISSING  # featureless items in the sequences
-    return ids
-
-
-CASES = [("dense", "linear"), ("dense", "mlp"), ("dense", "moe"), ("attributes", "mlp"),
-         ("attributes", "moe")]
+# dense + mlp, the contract's feature backbone, is checked there
+CASES = [("dense", "linear"), ("dense", "moe"), ("attributes", "mlp"), ("attributes", "moe")]
 
 
 @pytest.mark.parametrize("kind,adapter", CASES)
 def test_cached_loop_equals_recomputation_and_k0_is_the_backbone(kind, adapter):
-    bb, loop, _ = make(kind, adapter)
+    bb, loop = make(kind, adapter)
     ids = batch()
     for steps in range(4):
-        cached = loop(ids, steps=steps, training=False).numpy()
-        full = loop.recompute(ids, steps).numpy()
-        assert cached.shape == (5, steps + 1, D)
-        assert np.abs(cached - full).max() <= 1e-5, steps
+        assert_cached_equals_recompute(loop, ids, steps)
     np.testing.assert_allclose(loop(ids, steps=0).numpy()[:, 0], bb(ids).numpy()[:, -1],
                                atol=1e-6)
     R = loop(ids, steps=3).numpy()
@@ -86,7 +42,7 @@ def test_cached_loop_equals_recomputation_and_k0_is_the_backbone(kind, adapter):
 
 @pytest.mark.parametrize("kind", ["dense", "attributes"])
 def test_tokens_and_scores_use_the_same_table(kind):
-    bb, loop, _ = make(kind)
+    bb, loop = make(kind)
     ids = batch()
     table = bb.item_embeddings.numpy()
     assert table.shape == (N + 1, D)
@@ -116,14 +72,14 @@ def test_tokens_and_scores_use_the_same_table(kind):
 
 
 def test_items_without_features_are_their_id_embedding():
-    bb, _, _ = make("dense", "moe")
+    bb, _ = make("dense", "moe")
     bb.moe_bias.assign(tf.random.normal(bb.moe_bias.shape))  # adapter(0) != 0 now
     table = bb.item_embeddings.numpy()
     ids = bb.item_embedding.numpy()
     for i in MISSING:
         np.testing.assert_array_equal(table[i], ids[i])  # no adapter bias leaks in
     assert np.abs(table[1] - ids[1]).max() > 1e-3
-    bb2, _, _ = make("attributes", "linear", with_id=False)
+    bb2, _ = make("attributes", "linear", with_id=False)
     bb2.adapter_out.bias.assign(tf.ones([D]))
     table2 = bb2.item_embeddings.numpy()
     assert not hasattr(bb2, "item_embedding")  # no ID table at all
@@ -153,7 +109,7 @@ def test_adapter_dropout_acts_on_training_tokens_only():
 
 @pytest.mark.parametrize("kind", ["dense", "attributes"])
 def test_frozen_data_gets_no_gradient_adapter_and_attributes_do(kind):
-    bb, loop, _ = make(kind, "mlp")
+    bb, loop = make(kind, "mlp")
     frozen = ([bb.feature_matrix] if kind == "dense" else
               [bb.attribute_item_index, bb.attribute_index]) + [bb.feature_mask]
     trainable_ids = {id(v) for v in bb.trainable_variables}
@@ -186,7 +142,7 @@ def test_frozen_data_gets_no_gradient_adapter_and_attributes_do(kind):
 
 @pytest.mark.parametrize("kind,adapter", [("dense", "moe"), ("attributes", "mlp")])
 def test_get_config_round_trip_carries_shapes_not_data(kind, adapter):
-    bb, _, _ = make(kind, adapter)
+    bb, _ = make(kind, adapter)
     cfg = bb.get_config()
     assert len(json.dumps(cfg)) < 2000  # shapes only: no feature data in the config
     assert cfg["feature_dim"] == (F if kind == "dense" else 0)
@@ -209,13 +165,6 @@ def test_requires_item_features():
         ReaRecModel(cfg, num_items=N)
     with pytest.raises(ValueError, match="cover 30 items, the model has 31"):
         FeatureBackbone.from_config_object(cfg, N + 1, item_features=dense_features())
-
-
-def test_loop_compiles_with_xla():
-    _, loop, _ = make("attributes", "moe")
-    ids = batch()
-    fn = tf.function(lambda x: loop(x, steps=tf.constant(3)), jit_compile=True)
-    np.testing.assert_allclose(fn(ids).numpy(), loop(ids, steps=3).numpy(), atol=1e-5)
 
 
 def _model(kind="dense", method="prl", adapter="mlp"):
