@@ -12,7 +12,10 @@ Library::
         c.metadata(), c.status()
 
 Histories are lists of external ids, oldest first (most recent LAST), of any lengths:
-the client left-pads them (``""`` for string ids, ``-1`` for integer ids). Integer ids
+the client left-pads them (``""`` for string ids, ``-1`` for integer ids), to the longest
+history of the request or to ``pad_to`` columns if that is wider: with
+``RecommenderClient(..., pad_to=50)`` (the model's ``max_len``) every request has the
+same shape and server-side batching can merge requests of different users. Integer ids
 (Python/numpy ints) go to the ``*_int`` signatures, anything else to the string ones.
 
 Every call has a deadline (``timeout`` seconds per attempt) and is retried with
@@ -117,16 +120,31 @@ def _is_int(x) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 
 
-def pad_histories(histories) -> Tuple[np.ndarray, bool]:
+def check_pad_to(pad_to: int) -> int:
+    """``pad_to`` of the clients: send every history at least this wide (e.g. the model's
+    ``max_len``), so that requests of different users have one shape and a server's
+    request batching (TF Serving's or ``--enable_batching``) can merge them."""
+    if not isinstance(pad_to, (int, np.integer)) or pad_to < 0:
+        raise ValueError(f"pad_to must be an integer >= 0 (0 = no padding), got {pad_to!r}")
+    return int(pad_to)
+
+
+def pad_histories(histories, width: int = 0) -> Tuple[np.ndarray, bool]:
     """Left-pad histories (most recent last) into a 2-D array; returns ``(array, is_int)``:
-    int64 padded with -1 when every id is an integer, else strings padded with ``""``."""
+    int64 padded with -1 when every id is an integer, else strings padded with ``""``.
+    The array is at least ``width`` columns wide (never truncated: a longer history is
+    sent whole, since ``exclude_history`` uses all of it)."""
     if isinstance(histories, np.ndarray) and histories.ndim == 2:
         is_int = histories.dtype.kind in "iu"
-        return (histories.astype(np.int64) if is_int else histories.astype(object)), is_int
+        arr = histories.astype(np.int64) if is_int else histories.astype(object)
+        if arr.shape[1] < width:
+            pad = np.full((arr.shape[0], width - arr.shape[1]), -1 if is_int else "", arr.dtype)
+            arr = np.concatenate([pad, arr], axis=1)
+        return arr, is_int
     rows = [list(h) for h in histories]
     flat = [x for r in rows for x in r]
     is_int = bool(flat) and all(_is_int(x) for x in flat)
-    length = max([len(r) for r in rows] + [0])
+    length = max([len(r) for r in rows] + [0, width])
     if is_int:
         out = np.full((len(rows), length), -1, np.int64)
     else:
@@ -159,8 +177,10 @@ class RecommenderClient(RetryPolicy):
 
     def __init__(self, server: str = "127.0.0.1:8500", model: str = "rearec", timeout: float = 10.0,
                  retries: int = 3, backoff: float = 0.1, max_backoff: float = 2.0,
-                 version: Optional[int] = None, channel: Optional[grpc.Channel] = None):
+                 version: Optional[int] = None, channel: Optional[grpc.Channel] = None,
+                 pad_to: int = 0):
         super().__init__(timeout, retries, backoff, max_backoff)
+        self.pad_to = check_pad_to(pad_to)
         self.server = server
         self.model = model
         self.version = version
@@ -216,7 +236,7 @@ class RecommenderClient(RetryPolicy):
         return out
 
     def _common(self, histories, steps):
-        hist, is_int = pad_histories(histories)
+        hist, is_int = pad_histories(histories, self.pad_to)
         inputs: Dict[str, Any] = {"history": hist}
         if steps is not None:
             inputs["steps"] = np.int32(steps)
@@ -312,10 +332,12 @@ def main(argv=None, client_factory=None) -> int:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--keep-history", action="store_true", help="allow history items in the top-k")
     p.add_argument("--steps", type=int, default=None, help="reasoning steps (default: trained K)")
+    p.add_argument("--pad-to", type=int, default=0,
+                   help="send histories at least this wide (e.g. the model's max_len)")
     args = p.parse_args(argv)
     factory = client_factory or RecommenderClient
     client = factory(args.server, model=args.model, timeout=args.timeout, retries=args.retries,
-                     version=args.version)
+                     version=args.version, pad_to=args.pad_to)
     try:
         hist = [_parse_history(h, args.int_ids) for h in args.history]
         if args.command in ("recommend", "embed", "score") and not hist:

@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from serving.client import RecommendationError, RetryPolicy, pad_histories
+from serving.client import RecommendationError, RetryPolicy, check_pad_to, pad_histories
 
 _HTTP_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 501: "UNIMPLEMENTED", 503: "UNAVAILABLE",
                500: "INTERNAL", 504: "DEADLINE_EXCEEDED"}
@@ -29,8 +29,9 @@ _HTTP_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 501: "UNIMPLEMENTED", 
 class RestRecommenderClient(RetryPolicy):
     def __init__(self, url: str = "http://127.0.0.1:8501", model: str = "rearec", timeout: float = 10.0,
                  retries: int = 3, backoff: float = 0.1, max_backoff: float = 2.0,
-                 version: Optional[int] = None):
+                 version: Optional[int] = None, pad_to: int = 0):
         super().__init__(timeout, retries, backoff, max_backoff)
+        self.pad_to = check_pad_to(pad_to)
         self.url = url.rstrip("/")
         self.model = model
         self.version = version
@@ -83,7 +84,7 @@ class RestRecommenderClient(RetryPolicy):
         return {k: np.asarray(v, dtype=object if _is_str(v) else None) for k, v in out.items()}
 
     def _common(self, histories, steps):
-        hist, is_int = pad_histories(histories)
+        hist, is_int = pad_histories(histories, self.pad_to)
         inputs: Dict[str, Any] = {"history": hist}
         if steps is not None:
             inputs["steps"] = int(steps)

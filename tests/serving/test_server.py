@@ -80,6 +80,33 @@ def test_every_signature_matches_in_process(client, server, trained_run):
     assert client.status() == [{"version": 1, "state": "AVAILABLE", "error_code": 0}]
 
 
+def test_pad_to_sends_one_shape_and_the_same_answers(client, server, trained_run):
+    """``pad_to`` widens every request to one shape (batchable across users) without
+    changing any answer; a longer history is sent whole, never truncated."""
+    from serving.client import pad_histories
+
+    _, cfg, split, _ = trained_run
+    hs = _hist(split)
+    width = max(len(h) for h in hs)
+    arr, _ = pad_histories(hs, width + 7)
+    assert arr.shape == (len(hs), width + 7) and (arr[:, :7] == "").all()
+    assert pad_histories(hs, 3)[0].shape == (len(hs), width)  # never truncated
+    ints, _ = pad_histories(np.array([[4, 5]]), 4)
+    assert ints.tolist() == [[-1, -1, 4, 5]]
+    with RecommenderClient(server.address, timeout=20.0, pad_to=cfg.max_len + 5) as padded:
+        for h in ([hs[0]], hs[:3], [[]]):
+            a, b = padded.recommend(h, k=8), client.recommend(h, k=8)
+            assert a["item_ids"].astype(str).tolist() == b["item_ids"].astype(str).tolist()
+            np.testing.assert_allclose(a["scores"], b["scores"], rtol=1e-6)
+        np.testing.assert_allclose(padded.embed(hs[:3], steps=2)["embedding"],
+                                   client.embed(hs[:3], steps=2)["embedding"], rtol=1e-6)
+    rest = RestRecommenderClient(server.rest_url, timeout=20.0, pad_to=cfg.max_len)
+    assert rest.recommend(hs[:2], k=8)["item_ids"].astype(str).tolist() == \
+        client.recommend(hs[:2], k=8)["item_ids"].astype(str).tolist()
+    with pytest.raises(ValueError, match="pad_to"):
+        RecommenderClient(server.address, pad_to=-1)
+
+
 def test_rest_client_matches_grpc(client, server, trained_run):
     _, cfg, split, _ = trained_run
     rest = RestRecommenderClient(server.rest_url, timeout=20.0)
