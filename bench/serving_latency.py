@@ -201,9 +201,10 @@ def main(argv=None) -> int:
             for c in args.concurrency:
                 runs = [run_level(address, histories, c, args.duration, args.k, args.signature,
                                   args.batch) for _ in range(max(1, args.repeats))]
-                r = {key: (float(np.median([x[key] for x in runs])) if key != "concurrency"
-                           else c) for key in runs[0]}
-                r["requests"], r["errors"] = sum(x["requests"] for x in runs), sum(x["errors"] for x in runs)
+                r = {key: float(np.median([x[key] for x in runs]))
+                     for key in ("p50_ms", "p95_ms", "p99_ms", "rps")}
+                r.update(concurrency=c, requests=sum(x["requests"] for x in runs),
+                         errors=sum(x["errors"] for x in runs))
                 r["p99_range"] = (min(x["p99_ms"] for x in runs), max(x["p99_ms"] for x in runs))
                 r["batching"], r["export"] = mode, export
                 results.append(r)

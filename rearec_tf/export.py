@@ -57,7 +57,8 @@ Every signature takes ``history`` and the optional ``steps``:
 
 ``--xla``: the encoder and reasoning loop (everything between the id lookups and the
 top-k) run as one XLA cluster (``jit_compile``) on the batch padded to the next power of
-two. It is several times faster per request (``BENCHMARKS.md``, serving latency) and gives
+two. A call takes about half the time with reasoning steps (``BENCHMARKS.md``,
+``bench/export_steps.py``), and it gives
 the same results (within float rounding); the warm-up requests then include ``recommend``
 at batch sizes 1, 2, 4, ..., 256 so that every compilation happens at load time. The
 graph still holds only stock ops, but the server must be able to JIT-compile: the pip
