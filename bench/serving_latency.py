@@ -13,8 +13,9 @@ both are measured in the same run (the table gives p99 ratios against the defaul
 export). For each (batching, concurrency) it starts no new server: one server per export
 and batching mode is started on 127.0.0.1 and a free port, warmed up, then ``concurrency`` threads send
 requests back to back for ``--duration`` seconds (each thread its own channel). Reports
-p50/p95/p99 latency (ms) and throughput (requests/s) of successful requests, and the
-error count. Histories are random vocabulary ids of fixed length (so requests are
+p50/p95/p99 latency (ms) and throughput (requests/s) of successful requests, the
+error count, and the CPU time per request of the server process and of the client
+process (where a closed loop on 2 cores spends its time). Histories are random vocabulary ids of fixed length (so requests are
 batchable).
 """
 from __future__ import annotations
@@ -107,7 +108,20 @@ def stop_server(proc, log) -> int:
     return proc.returncode
 
 
-def run_level(address, histories, concurrency, duration, k, signature, batch):
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (Linux ``/proc``; NaN elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def run_level(address, histories, concurrency, duration, k, signature, batch, server_pid=None):
+    """One closed-loop level. Besides latency and throughput, the CPU time spent per
+    successful request by the server process (``server_pid``) and by this client process
+    (all its threads) during the level."""
     lat, errors = [], []
     lock = threading.Lock()
     stop_at = time.perf_counter() + duration
@@ -140,14 +154,20 @@ def run_level(address, histories, concurrency, duration, k, signature, batch):
         t.start()
     go.wait()
     t0 = time.perf_counter()
+    server0 = process_cpu_seconds(server_pid) if server_pid else float("nan")
+    client0 = sum(os.times()[:2])
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
+    server_cpu = (process_cpu_seconds(server_pid) if server_pid else float("nan")) - server0
+    client_cpu = sum(os.times()[:2]) - client0
     a = np.array(lat) * 1e3
     pct = np.percentile(a, [50, 95, 99]) if a.size else [float("nan")] * 3
+    n = max(int(a.size), 1)
     return {"concurrency": concurrency, "requests": int(a.size), "errors": len(errors),
             "p50_ms": float(pct[0]), "p95_ms": float(pct[1]), "p99_ms": float(pct[2]),
-            "rps": a.size / wall}
+            "rps": a.size / wall, "server_cpu_ms": server_cpu / n * 1e3,
+            "client_cpu_ms": client_cpu / n * 1e3}
 
 
 def main(argv=None) -> int:
@@ -200,9 +220,10 @@ def main(argv=None) -> int:
         try:
             for c in args.concurrency:
                 runs = [run_level(address, histories, c, args.duration, args.k, args.signature,
-                                  args.batch) for _ in range(max(1, args.repeats))]
+                                  args.batch, proc.pid) for _ in range(max(1, args.repeats))]
                 r = {key: float(np.median([x[key] for x in runs]))
-                     for key in ("p50_ms", "p95_ms", "p99_ms", "rps")}
+                     for key in ("p50_ms", "p95_ms", "p99_ms", "rps", "server_cpu_ms",
+                                 "client_cpu_ms")}
                 r.update(concurrency=c, requests=sum(x["requests"] for x in runs),
                          errors=sum(x["errors"] for x in runs))
                 r["p99_range"] = (min(x["p99_ms"] for x in runs), max(x["p99_ms"] for x in runs))
@@ -210,7 +231,8 @@ def main(argv=None) -> int:
                 results.append(r)
                 print(f"export={export} batching={mode:3s} concurrency={c:3d}  p50={r['p50_ms']:.2f}ms "
                       f"p95={r['p95_ms']:.2f}ms p99={r['p99_ms']:.2f}ms  {r['rps']:.1f} req/s  "
-                      f"errors={r['errors']}", flush=True)
+                      f"errors={r['errors']}  CPU/request: server {r['server_cpu_ms']:.2f}ms "
+                      f"client {r['client_cpu_ms']:.2f}ms", flush=True)
         finally:
             code = stop_server(proc, log)
             if code != 0:
@@ -230,9 +252,12 @@ def main(argv=None) -> int:
         f"{max(1, args.repeats)} run(s) per level (median; requests and errors summed); client and "
         "server on the same machine (the client threads share the CPU)",
         f"- server flags: `{args.server_args or '(defaults)'}`; export `xla` = `rearec_tf.export --xla`; "
-        "p99 ratio = this row's p99 / the default export's p99 at the same batching and concurrency",
-        "", "| export | batching | concurrency | requests | errors | p50 ms | p95 ms | p99 ms | p99 range ms | req/s | p99 ratio |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "p99 ratio = this row's p99 / the default export's p99 at the same batching and concurrency; "
+        "CPU ms/req = CPU time of the server process / of the client process (all threads) during "
+        "the level, per successful request",
+        "", "| export | batching | concurrency | requests | errors | p50 ms | p95 ms | p99 ms | p99 range ms "
+        "| req/s | p99 ratio | server CPU ms/req | client CPU ms/req |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     ref = {(r["batching"], r["concurrency"]): r["p99_ms"] for r in results if r["export"] == "default"}
     for r in results:
@@ -240,7 +265,8 @@ def main(argv=None) -> int:
         ratio = f"{r['p99_ms'] / base_p99:.2f}" if base_p99 else "—"
         lines.append(f"| {r['export']} | {r['batching']} | {r['concurrency']} | {r['requests']} | "
                      f"{r['errors']} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f} | "
-                     f"{r['p99_range'][0]:.1f}–{r['p99_range'][1]:.1f} | {r['rps']:.1f} | {ratio} |")
+                     f"{r['p99_range'][0]:.1f}–{r['p99_range'][1]:.1f} | {r['rps']:.1f} | {ratio} | "
+                     f"{r['server_cpu_ms']:.2f} | {r['client_cpu_ms']:.2f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_append:
