@@ -56,13 +56,8 @@ def cut_users(src: str, fmt: str, fraction: float, dst: str) -> int:
         return len(keep)
     if fmt != "pairs":
         raise SystemExit(f"memory_scaling: format {fmt!r} not supported (pairs, sequences)")
-    order = []
-    with open(src) as f:
-        for ln in f:
-            u = ln.split(maxsplit=1)[0] if ln.strip() else None
-            if u is not None and (not order or order[-1] != u):
-                order.append(u)
-    users = list(dict.fromkeys(order))
+    with open(src) as f:  # users in order of first appearance
+        users = list(dict.fromkeys(ln.split(maxsplit=1)[0] for ln in f if ln.strip()))
     chosen = set(users[:max(1, round(len(users) * fraction))])
     with open(src) as f, open(dst, "w") as out:
         out.writelines(ln for ln in f if ln.strip() and ln.split(maxsplit=1)[0] in chosen)
@@ -71,8 +66,6 @@ def cut_users(src: str, fmt: str, fraction: float, dst: str) -> int:
 
 def child(a) -> dict:
     import rearec_tf  # noqa: F401
-    import tensorflow as tf
-
     from rearec_tf.config import Config
     from rearec_tf.data import pipeline, prepare
     from rearec_tf.data.registry import dataset_path, spec
@@ -103,7 +96,6 @@ def child(a) -> dict:
     vds = pipeline.eval_dataset(split.valid, cfg.max_len, cfg.eval_batch_size, buckets=buckets)
     evaluate_full_ranking(make_score_fn(model), vds, modes=("unmasked", "masked"), progress=False)
     eval_peak = status_gib("VmHWM")
-    del tf
     return {"dataset": a.dataset, "fraction": a.fraction, "users": users,
             "items": int(split.vocab.num_items), "interactions": interactions,
             "preset": preset, "rss_import_gib": rss_import, "rss_data_gib": rss_data,
