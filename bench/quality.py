@@ -34,6 +34,20 @@ def command(cfg: dict) -> str:
     return "python -m rearec_tf.train " + " ".join(flags)
 
 
+def _disambiguate(rows) -> None:
+    """Rows sharing a "dataset method" label get the config fields that tell them apart
+    (e.g. ``seed 1``, ``hidden_dropout 0.2``) appended to their label."""
+    ignore = {"epochs", "data_dir"}
+    groups = {}
+    for row in rows:
+        groups.setdefault(row[0], []).append(row)
+    for same in (g for g in groups.values() if len(g) > 1):
+        keys = sorted({k for r in same for k in r[1]
+                       if k not in ignore and len({json.dumps(x[1].get(k)) for x in same}) > 1})
+        for r in same:
+            r[0] += " (" + ", ".join(f"{k} {r[1].get(k)}" for k in keys) + ")" if keys else ""
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run_dirs", nargs="+")
@@ -42,10 +56,13 @@ def main(argv=None):
     p.add_argument("--no-write", action="store_true")
     a = p.parse_args(argv)
 
+    from rearec_tf.config import Config
+
+    defaults = Config().to_dict()
     rows, cmds, base = [], [], {}
     for run in a.run_dirs:
         with open(os.path.join(run, "config.json")) as f:
-            cfg = json.load(f)
+            cfg = {**defaults, **json.load(f)}  # runs older than a field get its default
         with open(os.path.join(run, "metrics.json")) as f:
             met = json.load(f)
         with open(os.path.join(run, "history.json")) as f:
@@ -53,26 +70,28 @@ def main(argv=None):
         secs = statistics.median(h["train_seconds"] for h in hist)
         sps = statistics.median(h["samples_per_sec"] for h in hist)
         val_s = statistics.median(h.get("val_seconds", float("nan")) for h in hist)
-        label = f"{cfg['dataset']} {cfg['method']}"
         t = {m: [met["test"][m][k] for k in KEYS] for m in ("masked", "unmasked")}
         if cfg["method"] == "base":
-            base[cfg["dataset"]] = t
-        rows.append((label, cfg, met, len(hist), secs, sps, val_s, t))
+            base.setdefault(cfg["dataset"], t)  # the first base run listed for the dataset
+        rows.append([f"{cfg['dataset']} {cfg['method']}", cfg, met, len(hist), secs, sps,
+                     val_s, t, run])
+    _disambiguate(rows)
+    for label, cfg, *_, run in rows:
         cmds.append(f"- {label}: `{command(cfg)} --run-dir {run}`")
 
-    def gain(ds, mode, vals):
+    def gain(ds, method, mode, vals):
         b = base.get(ds)
-        if not b or vals == b[mode]:
+        if not b or method == "base":
             return ""
         return " (" + "/".join(f"{100 * (v / bv - 1):+.1f}%" for v, bv in zip(vals, b[mode])) + ")"
 
     lines = ["Test N@10 / N@20 / R@10 / R@20, full ranking, leave-one-out; relative change vs "
-             "the base row of the same dataset in brackets. Training seconds/epoch and "
+             "the (first listed) base row of the same dataset in brackets. Training seconds/epoch and "
              "samples/s are medians over the run's epochs (2 cores, CPU).", "",
              "| run | d | batch | epochs (best) | masked | unmasked | s/epoch | samples/s | "
              "validation s |", "|---|---|---|---|---|---|---|---|---|"]
-    for label, cfg, met, n_ep, secs, sps, val_s, t in rows:
-        cells = {m: "/".join(f"{v:.4f}" for v in t[m]) + gain(cfg["dataset"], m, t[m])
+    for label, cfg, met, n_ep, secs, sps, val_s, t, _ in rows:
+        cells = {m: "/".join(f"{v:.4f}" for v in t[m]) + gain(cfg["dataset"], cfg["method"], m, t[m])
                  for m in t}
         lines.append(f"| {label} | {cfg['hidden_size']} | {cfg['batch_size']} | {n_ep} "
                      f"({met['epoch']}) | {cells['masked']} | {cells['unmasked']} | {secs:.0f} | "
