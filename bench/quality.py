@@ -44,8 +44,9 @@ def _disambiguate(rows) -> None:
     for same in (g for g in groups.values() if len(g) > 1):
         keys = sorted({k for r in same for k in r[1]
                        if k not in ignore and len({json.dumps(x[1].get(k)) for x in same}) > 1})
-        for r in same:
-            r[0] += " (" + ", ".join(f"{k} {r[1].get(k)}" for k in keys) + ")" if keys else ""
+        if keys:
+            for r in same:
+                r[0] += " (" + ", ".join(f"{k} {r[1].get(k)}" for k in keys) + ")"
 
 
 def main(argv=None):

@@ -15,8 +15,8 @@ and batching mode is started on 127.0.0.1 and a free port, warmed up, then ``con
 requests back to back for ``--duration`` seconds (each thread its own channel). Reports
 p50/p95/p99 latency (ms) and throughput (requests/s) of successful requests, the
 error count, and the CPU time per request of the server process and of the client
-process (where a closed loop on 2 cores spends its time). Histories are random vocabulary ids of fixed length (so requests are
-batchable).
+process (where a closed loop on 2 cores spends its time). Histories are random
+vocabulary ids of fixed length (so requests are batchable).
 """
 from __future__ import annotations
 
