@@ -108,8 +108,11 @@ def stop_server(proc, log) -> int:
     return proc.returncode
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` (Linux ``/proc``; NaN elsewhere)."""
+def process_cpu_seconds(pid) -> float:
+    """User + system CPU seconds of process ``pid`` (Linux ``/proc``; NaN elsewhere or
+    without a pid)."""
+    if not pid:
+        return float("nan")
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
@@ -154,12 +157,12 @@ def run_level(address, histories, concurrency, duration, k, signature, batch, se
         t.start()
     go.wait()
     t0 = time.perf_counter()
-    server0 = process_cpu_seconds(server_pid) if server_pid else float("nan")
+    server0 = process_cpu_seconds(server_pid)
     client0 = sum(os.times()[:2])
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    server_cpu = (process_cpu_seconds(server_pid) if server_pid else float("nan")) - server0
+    server_cpu = process_cpu_seconds(server_pid) - server0
     client_cpu = sum(os.times()[:2]) - client0
     a = np.array(lat) * 1e3
     pct = np.percentile(a, [50, 95, 99]) if a.size else [float("nan")] * 3
