@@ -2,9 +2,10 @@
 ReaRec-PRL on a real dataset, each in its own process (so peak RSS is its own).
 
     python bench/train_throughput.py --dataset beauty --hidden-size 256 --batch-size 2048 \
-        --runs base,erl:2,prl:2
+        --runs base,erl:2,prl:2 [--repeats 3] [--max-steps 25]
 
-For each run: one full training epoch after a warm-up that traces every batch shape
+For each run: one full training epoch (or, with ``--max-steps N``, its first N batches
+scaled to the epoch's batch count) after a warm-up that traces every batch shape
 (seconds/epoch, samples/s), a full-ranking validation pass (seconds), and the peak
 resident memory above what the process held after loading the data. PRL is measured in
 its contrastive phase (the costlier one, noisy branch on). Ratios are against the SASRec
@@ -57,9 +58,18 @@ def child(a) -> dict:
     for b in warm[1:]:
         warm_ds = warm_ds.concatenate(tf.data.Dataset.from_tensors(b))
     model.fit(warm_ds, verbose=0)
+    batches = -(-n // cfg.batch_size)
+    timed = min(a.max_steps or batches, batches)
+    if timed < batches:
+        # A partial epoch times the first `timed` batches of the shuffled epoch (every
+        # width mixed in), materialised first: filling the shuffle buffer would otherwise
+        # dominate a short window. The time is scaled to the epoch's batch count.
+        ds = ds.take(timed).cache()
+        for _ in ds:
+            pass
     t = time.perf_counter()
     model.fit(ds, epochs=1, verbose=0)
-    epoch_s = time.perf_counter() - t
+    epoch_s = (time.perf_counter() - t) * batches / timed
 
     score = make_score_fn(model)
     vds = pipeline.eval_dataset(split.valid, cfg.max_len, cfg.eval_batch_size, buckets=buckets)
@@ -69,10 +79,51 @@ def child(a) -> dict:
     evaluate_full_ranking(score, vds, modes=("unmasked", "masked"),
                           progress=False)
     valid_s = time.perf_counter() - t
-    return {"run": a.run, "samples": n, "epoch_s": epoch_s, "samples_per_s": n / epoch_s,
+    return {"run": a.run, "samples": n, "timed_batches": timed, "batches": batches,
+            "epoch_s": epoch_s, "samples_per_s": n / epoch_s,
             "valid_s": valid_s, "valid_users": len(split.valid.targets),
             "peak_rss_gib": peak_rss_gib(), "rss_after_data_gib": base_rss,
             "extra_rss_gib": peak_rss_gib() - base_rss}
+
+
+def table(a, reps: dict) -> str:
+    """Markdown for the runs: medians over the repeats; the ratio to SASRec is the median
+    of the per-repeat ratios (each pair measured back to back), with its range."""
+    from statistics import median
+
+    base = next((v for run, v in reps.items() if run.split(":")[0] == "base"), None)
+    first = next(iter(reps.values()))[0]
+    timing = ("one full epoch" if not a.max_steps else
+              f"the first {a.max_steps} batches of an epoch (of {first['batches']}), "
+              "scaled to a full epoch,")
+    lines = [
+        f"Dataset {a.dataset}, d={a.hidden_size}, 2 layers, 2 heads, ffn 300, max_len 50, "
+        f"prefix samples, full softmax, batch {a.batch_size}, length buckets "
+        f"{'off' if a.no_buckets else 'on'}, XLA {'on' if a.jit else 'off'}; {timing} "
+        "timed after tracing; PRL in its contrastive phase; validation = full ranking of every "
+        f"validation user, both masking modes. Median of {a.repeats} interleaved run(s) "
+        "per row; the SASRec ratio is the median of the per-repeat ratios [min–max].",
+        "",
+        "| run | samples/s | s/epoch | × release samples/s | epoch vs SASRec | validation s "
+        "| peak RSS GiB (extra over data) | extra RSS / release |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for run, rs in reps.items():
+        rel_sps, rel_mem = RELEASE[run.split(":")[0]]
+        med = {k: median(r[k] for r in rs) for k in
+               ("samples_per_s", "epoch_s", "valid_s", "peak_rss_gib", "extra_rss_gib")}
+        vs_base = "–"
+        if base:
+            ratios = [r["epoch_s"] / b["epoch_s"] for r, b in zip(rs, base)]
+            vs_base = f"{median(ratios):.2f}×"
+            if len(ratios) > 1:
+                vs_base += f" [{min(ratios):.2f}–{max(ratios):.2f}]"
+        lines.append(
+            f"| {run} | {med['samples_per_s']:.0f} | {med['epoch_s']:.1f} | "
+            f"{med['samples_per_s'] / rel_sps:.1f}× | {vs_base} | {med['valid_s']:.1f} | "
+            f"{med['peak_rss_gib']:.2f} (+{med['extra_rss_gib']:.2f}) | "
+            f"{med['extra_rss_gib'] / rel_mem:.2f} |")
+    return "\n".join(lines)
 
 
 def main(argv=None):
@@ -84,6 +135,11 @@ def main(argv=None):
     p.add_argument("--runs", default="base,erl:2,prl:2",
                    help="comma list of method[:K], e.g. base,erl:1,erl:2,erl:3,prl:2")
     p.add_argument("--no-buckets", action="store_true")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="time only the first N batches of the epoch and scale to a full "
+                        "epoch (default: the whole epoch)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="run every row this many times, interleaved; the table gives medians")
     p.add_argument("--jit", action="store_true", help="XLA-compile the train step")
     p.add_argument("--run", help=argparse.SUPPRESS)
     p.add_argument("--no-write", action="store_true")
@@ -91,40 +147,21 @@ def main(argv=None):
     if a.run:  # child process
         emit_result(child(a))
         return
-    results = []
-    for run in a.runs.split(","):
-        cmd = [sys.executable, os.path.abspath(__file__), "--run", run,
-               "--dataset", a.dataset, "--hidden-size", str(a.hidden_size),
-               "--batch-size", str(a.batch_size)]
-        cmd += ["--data-dir", a.data_dir] if a.data_dir else []
-        cmd += ["--no-buckets"] if a.no_buckets else []
-        cmd += ["--jit"] if a.jit else []
-        r = run_child(cmd, f"run {run}")
-        print(r, flush=True)
-        results.append(r)
-
-    base = next((r for r in results if r["run"].split(":")[0] == "base"), None)
-    lines = [
-        f"Dataset {a.dataset}, d={a.hidden_size}, 2 layers, 2 heads, ffn 300, max_len 50, "
-        f"prefix samples, full softmax, batch {a.batch_size}, length buckets "
-        f"{'off' if a.no_buckets else 'on'}, XLA {'on' if a.jit else 'off'}; one full epoch "
-        "after tracing; PRL in its contrastive phase; validation = full ranking of every "
-        "validation user, both masking modes.",
-        "",
-        "| run | samples/s | s/epoch | × release samples/s | epoch vs SASRec | validation s "
-        "| peak RSS GiB (extra over data) | extra RSS / release |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        method = r["run"].split(":")[0]
-        rel_sps, rel_mem = RELEASE[method]
-        vs_base = f"{r['epoch_s'] / base['epoch_s']:.2f}×" if base else "–"
-        lines.append(
-            f"| {r['run']} | {r['samples_per_s']:.0f} | {r['epoch_s']:.1f} | "
-            f"{r['samples_per_s'] / rel_sps:.1f}× | {vs_base} | {r['valid_s']:.1f} | "
-            f"{r['peak_rss_gib']:.2f} (+{r['extra_rss_gib']:.2f}) | "
-            f"{r['extra_rss_gib'] / rel_mem:.2f} |")
-    body = "\n".join(lines)
+    runs = a.runs.split(",")
+    reps: dict = {run: [] for run in runs}
+    for rep in range(a.repeats):  # interleaved, so a change in the host's load hits every row
+        for run in runs:
+            cmd = [sys.executable, os.path.abspath(__file__), "--run", run,
+                   "--dataset", a.dataset, "--hidden-size", str(a.hidden_size),
+                   "--batch-size", str(a.batch_size)]
+            cmd += ["--data-dir", a.data_dir] if a.data_dir else []
+            cmd += ["--no-buckets"] if a.no_buckets else []
+            cmd += ["--jit"] if a.jit else []
+            cmd += ["--max-steps", str(a.max_steps)] if a.max_steps else []
+            r = run_child(cmd, f"run {run} (repeat {rep + 1})")
+            print(r, flush=True)
+            reps[run].append(r)
+    body = table(a, reps)
     publish(f"Training throughput on {a.dataset} (d={a.hidden_size}, batch {a.batch_size})",
             body, a.no_write)
 
