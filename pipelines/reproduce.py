@@ -12,8 +12,9 @@ validation, with the per-step/oracle, group and inference-steps analyses.
 For every dataset x method x grid point x seed one ``python -m rearec_tf.train`` run is
 made (same preset, epoch budget, early stopping and seed for every row). A run whose
 ``metrics.json`` exists is skipped, an interrupted one is resumed (``--resume``), so the
-command can be stopped and restarted at any time. Runs that diverged (exit code 1) are
-recorded in ``<runs>/status.json`` and not retried unless ``--retry-failed``.
+command can be stopped and restarted at any time. Runs that diverged (the train CLI's exit
+code 3, a non-finite loss) or failed (any other non-zero exit, e.g. a crash) are recorded
+as such in ``<runs>/status.json`` and not retried unless ``--retry-failed``.
 
 Tuning (``--grid``) — the paper's grids, selection on validation NDCG@20 in the masking
 mode the runs use for early stopping (``select_masked``; unmasked by default, as the
@@ -259,6 +260,8 @@ def execute(spec: RunSpec, settings: Settings, resume: bool, in_process: bool = 
 
 def run_all(specs: Sequence[RunSpec], settings: Settings, runs_root: str,
             retry_failed: bool = False, in_process: bool = False) -> None:
+    from rearec_tf.train import EXIT_DIVERGED
+
     status = _read_json(_status_path(runs_root)) or {}
     for i, spec in enumerate(specs, 1):
         state = run_state(spec, status)
@@ -274,7 +277,7 @@ def run_all(specs: Sequence[RunSpec], settings: Settings, runs_root: str,
         if code == 0:
             status.pop(spec.name, None)
         else:
-            state = "diverged" if code == 1 else "failed"
+            state = "diverged" if code == EXIT_DIVERGED else "failed"
             status[spec.name] = {"state": state, "exit_code": code,
                                  "command": settings.command(spec, resume)}
             print(f"    {state} (exit code {code}); see {spec.run_dir}.log", flush=True)

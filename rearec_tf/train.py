@@ -12,9 +12,11 @@ directory's ``config.json`` wins; only ``--epochs`` may change — raised to tra
 lowered down to the epochs already trained to end a run on a budget — (and ``--data-dir``
 may point elsewhere: it does not change the result).
 
-Exit codes: 0 done; 1 training diverged (non-finite loss; the last good checkpoint is
-kept); 2 bad usage, bad config, missing dataset or run directory not usable; 130
-interrupted (Ctrl-C; the message gives the exact resume command).
+Exit codes: 0 done; 2 bad usage, bad config, missing dataset or run directory not usable;
+3 training diverged (non-finite loss; the last good checkpoint is kept); 130 interrupted
+(Ctrl-C; the message gives the exact resume command). Anything else is a crash (Python
+exits with 1 on an uncaught exception), so a pipeline can tell a diverged run from a
+broken one.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from rearec_tf.config import PRESETS, Config
 
 # TensorFlow is imported only once the arguments are parsed (fast --help).
 
-EXIT_OK, EXIT_DIVERGED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 2, 3, 130
 
 
 def build_parser() -> argparse.ArgumentParser:

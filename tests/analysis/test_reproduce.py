@@ -159,3 +159,18 @@ def test_other_backbones_get_their_own_runs_flags_and_section(tmp_path, capsys):
                             backbone_rows={"gru4rec": rows})
     assert "## Test results" not in only and "## Other backbones" in only
     assert "python -m rearec_tf.train --run-dir runs/x" in only.split("## Commands")[1]
+
+
+def test_run_all_tells_a_diverged_run_from_a_crashed_one(tmp_path, monkeypatch):
+    # The train CLI exits 3 on a non-finite loss; a Python crash exits 1. Only the
+    # former may be recorded (and reported) as "diverged".
+    specs = rp.plan(["beauty", "toys", "yelp"], ["erl"], [0], "none", "small", 3,
+                    str(tmp_path))
+    codes = {"beauty": 3, "toys": 1, "yelp": 0}
+    monkeypatch.setattr(rp, "execute", lambda spec, *a, **k: codes[spec.dataset])
+    rp.run_all(specs, rp.Settings(preset="small", budget_epochs=3), str(tmp_path))
+    status = json.load(open(rp._status_path(str(tmp_path))))
+    by_dataset = {name.split("/")[0]: rec for name, rec in status.items()}
+    assert by_dataset["beauty"]["state"] == "diverged"
+    assert by_dataset["toys"]["state"] == "failed" and by_dataset["toys"]["exit_code"] == 1
+    assert "yelp" not in by_dataset

@@ -161,7 +161,7 @@ def test_nan_loss_keeps_last_good_checkpoint(tiny_flags, tmp_path, monkeypatch, 
     monkeypatch.setattr(ReaRecModel, "set_epoch", set_epoch)
     monkeypatch.setattr(ReaRecModel, "compute_loss", diverging)
     run = tmp_path / "nan"
-    assert train.main(tiny_flags(run)) == 1
+    assert train.main(tiny_flags(run)) == train.EXIT_DIVERGED == 3
     err = capsys.readouterr().err
     assert "epoch 2, step 4" in err
     assert "--erl-lambda" in err and "--temperature" in err and "--warmup-epochs" in err
