@@ -116,7 +116,7 @@ def table(a, reps: dict) -> str:
         if base:
             ratios = [r["epoch_s"] / b["epoch_s"] for r, b in zip(rs, base)]
             vs_base = f"{median(ratios):.2f}×"
-            if len(ratios) > 1:
+            if len(ratios) > 1 and rs is not base:
                 vs_base += f" [{min(ratios):.2f}–{max(ratios):.2f}]"
         lines.append(
             f"| {run} | {med['samples_per_s']:.0f} | {med['epoch_s']:.1f} | "
