@@ -816,4 +816,11 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Exit without interpreter finalisation: after the clean shutdown above, TF's and
+    # gRPC's native threads can still be inside C++ when CPython tears threads down, which
+    # aborts the process ("terminate called ... exception not rethrown", exit -6).
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
