@@ -10,7 +10,8 @@
   ``−Σ_{i<j} KL(ŷ_i ‖ ŷ_j)``) sums ``KL(p_i ‖ stopgrad(p_j))`` over i < j.
 
 The KL is computed as ``Σ_n p_j log p_j − Σ_n p_j log q_i`` with one einsum over the item
-axis, never materialising a ``(B, T, T, N)`` tensor, and has a closed-form gradient. Inference uses the mean of r0..rK.
+axis, never materialising a ``(B, T, T, N)`` tensor, and has a closed-form gradient.
+Inference uses the mean of r0..rK.
 """
 from __future__ import annotations
 
