@@ -42,6 +42,7 @@ import itertools
 import json
 import math
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -510,17 +511,27 @@ def _link(path: str, report_dir: str) -> str:
     return os.path.relpath(path, report_dir).replace(os.sep, "/")
 
 
+def _with_includes(lines: List[str], includes: Sequence[Tuple[str, str]],
+                   report_dir: str) -> str:
+    for path, text in includes:
+        lines.extend(include_report(text, path, report_dir))
+    return "\n".join(lines)
+
+
 def render_report(rows: Mapping[Tuple[str, str], Mapping[str, Any]], datasets: Sequence[str],
                   methods: Sequence[str], analyses: Optional[Mapping[str, Any]] = None,
                   meta: Optional[Mapping[str, Any]] = None, report_dir: str = ".",
                   analysis_mode: str = "masked",
-                  backbone_rows: Optional[Mapping[str, Mapping[Tuple[str, str], Any]]] = None
-                  ) -> str:
+                  backbone_rows: Optional[Mapping[str, Mapping[Tuple[str, str], Any]]] = None,
+                  note: Optional[str] = None,
+                  includes: Sequence[Tuple[str, str]] = ()) -> str:
     """The REPRODUCTION.md text. ``rows`` as :func:`collect_rows` returns them (missing
     keys count as not run; ``None``: SASRec was not part of the plan, only the other
     backbones' section is written); ``analyses`` as :func:`analyse`; ``meta`` describes
     the setup (``command``, ``preset``, ``grid``, ``budget``, ``seeds``, ``runs_root``,
-    ``date``, ``planned``/``done`` run counts)."""
+    ``date``, ``planned``/``done`` run counts); ``note`` is a hand-written status
+    note, quoted before Setup; ``includes`` are ``(path, text)`` of other generated
+    reports appended as sections (:func:`include_report`)."""
     meta = dict(meta or {})
     analyses = analyses or {}
     L: List[str] = []
@@ -532,6 +543,12 @@ def render_report(rows: Mapping[Tuple[str, str], Mapping[str, Any]], datasets: S
         "from a run directory listed in the tables; rows without a finished run say "
         "**not run** (nothing is filled in by hand).")
     add("")
+    if note and note.strip():
+        for i, line in enumerate(note.strip().splitlines()):
+            if i == 0:
+                line = "**Status (written by hand; every number below is generated).** " + line
+            add(("> " + line).rstrip())
+        add("")
     add("## Setup")
     add("")
     if meta.get("command"):
@@ -566,7 +583,7 @@ def render_report(rows: Mapping[Tuple[str, str], Mapping[str, Any]], datasets: S
                     add(cmd)
         add("```")
         add("")
-        return "\n".join(L)
+        return _with_includes(L, includes, report_dir)
 
     for mode in MODES:
         title = ("history masked (S3-Rec/ICLRec protocol)" if mode == "masked"
@@ -826,7 +843,7 @@ def render_report(rows: Mapping[Tuple[str, str], Mapping[str, Any]], datasets: S
                 add(shell(*ev))
     add("```")
     add("")
-    return "\n".join(L)
+    return _with_includes(L, includes, report_dir)
 
 
 def render_backbones(add, backbone_rows, datasets: Sequence[str], methods: Sequence[str]) -> None:
@@ -871,6 +888,43 @@ def render_backbones(add, backbone_rows, datasets: Sequence[str], methods: Seque
                 parts.append(f"{_g(_mean(per))} ({len(per)} datasets)" if per else "not run")
             add(f"- {BACKBONE_NAMES.get(bb, bb)} {METHOD_NAMES[m]}: " + " / ".join(parts))
     add("")
+
+
+_LINK = re.compile(r"(!?\[[^\]]*\]\()([^)\s]+)(\))")
+
+
+def include_report(text: str, src_path: str, report_dir: str) -> List[str]:
+    """Another generated report as a section of this one: its ``# `` title dropped, its
+    headings one level deeper (code blocks untouched) and its relative links rewritten
+    to resolve from ``report_dir``."""
+    src_dir = os.path.dirname(os.path.abspath(src_path))
+
+    def relink(m: "re.Match[str]") -> str:
+        target = m.group(2)
+        if re.match(r"^([a-z]+:|/|#)", target):
+            return m.group(0)
+        path, _, frag = target.partition("#")
+        new = os.path.relpath(os.path.join(src_dir, path), report_dir).replace(os.sep, "/")
+        return m.group(1) + new + ("#" + frag if frag else "") + m.group(3)
+
+    out: List[str] = []
+    fenced = False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced:
+            if line.startswith("# "):
+                continue
+            if line.startswith("#"):
+                line = "#" + line
+            line = _LINK.sub(relink, line)
+        out.append(line)
+    while out and not out[0].strip():
+        out.pop(0)
+    rel = os.path.relpath(os.path.abspath(src_path), report_dir).replace(os.sep, "/")
+    return [f"## Included: [{rel}]({rel})", "",
+            "Generated separately by the command in its own Setup section below and copied "
+            "here unchanged except for heading levels and links.", ""] + out + [""]
 
 
 def write_report(path: str, text: str) -> None:
@@ -919,6 +973,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recompute cached analyses")
     p.add_argument("--retry-failed", action="store_true",
                    help="retry runs recorded as diverged/failed")
+    p.add_argument("--note", default=None, metavar="FILE",
+                   help="a hand-written Markdown status note, inserted (marked as written "
+                        "by hand) before Setup")
+    p.add_argument("--include", action="append", default=[], metavar="FILE",
+                   help="append another generated report as a section (repeatable)")
     p.add_argument("--in-process", action="store_true",
                    help="call rearec_tf.train.main in this process instead of a subprocess")
     return p
@@ -998,8 +1057,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             "date": datetime.date.today().isoformat()}
     if settings.train_args:
         meta["budget"] += f" (extra training flags: `{' '.join(settings.train_args)}`)"
+    try:
+        note = open(args.note).read() if args.note else None
+        includes = [(path, open(path).read()) for path in args.include]
+    except OSError as e:
+        print(f"error: {e.filename}: {e.strerror} (--note/--include take an existing "
+              "Markdown file)", file=sys.stderr)
+        return 2
     text = render_report(rows, datasets, methods, analyses, meta, report_dir,
-                         args.analysis_mode, backbone_rows)
+                         args.analysis_mode, backbone_rows, note=note, includes=includes)
     write_report(args.out, text)
     print(f"written: {args.out} ({done} of {len(specs)} runs finished)", flush=True)
     return 0

@@ -161,6 +161,37 @@ def test_other_backbones_get_their_own_runs_flags_and_section(tmp_path, capsys):
     assert "python -m rearec_tf.train --run-dir runs/x" in only.split("## Commands")[1]
 
 
+def test_note_and_included_reports(tmp_path, capsys):
+    docs = tmp_path / "docs" / "reproduction"
+    docs.mkdir(parents=True)
+    other = docs / "other.md"
+    other.write_text("# ReaRec reproduction (rearec-tf)\n\nintro\n\n## Setup\n\n"
+                     "![fig](../figures/a.png) [top](../../REPRODUCTION.md#x) "
+                     "[web](https://example.org/a.md)\n\n```\n# toys SASRec (default)\n```\n")
+    note = tmp_path / "note.md"
+    note.write_text("Hand-written line one.\nLine two.\n")
+    out = tmp_path / "REPRODUCTION.md"
+    assert rp.main(["--datasets", "toys", "--methods", "base", "--grid", "none",
+                    "--runs-dir", str(tmp_path / "runs"), "--report-only", "--no-analysis",
+                    "--out", str(out), "--note", str(note), "--include", str(other)]) == 0
+    text = out.read_text()
+    intro, setup = text.split("## Setup", 1)
+    assert ("> **Status (written by hand; every number below is generated).** "
+            "Hand-written line one.\n> Line two.\n") in intro
+    included = text.split("## Included: [docs/reproduction/other.md]"
+                          "(docs/reproduction/other.md)")[1]
+    assert text.count("# ReaRec reproduction") == 1   # the included title is dropped
+    assert "\n### Setup\n" in included and "\n## Setup\n" not in included
+    assert "![fig](docs/figures/a.png)" in included
+    assert "[top](REPRODUCTION.md#x)" in included and "(https://example.org/a.md)" in included
+    assert "```\n# toys SASRec (default)\n```" in included   # code blocks untouched
+    capsys.readouterr()
+    assert rp.main(["--datasets", "toys", "--grid", "none", "--report-only", "--no-analysis",
+                    "--runs-dir", str(tmp_path / "runs"), "--out", str(out),
+                    "--include", str(tmp_path / "missing.md")]) == 2
+    assert "missing.md" in capsys.readouterr().err
+
+
 def test_run_all_tells_a_diverged_run_from_a_crashed_one(tmp_path, monkeypatch):
     # The train CLI exits 3 on a non-finite loss; a Python crash exits 1. Only the
     # former may be recorded (and reported) as "diverged".
