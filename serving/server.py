@@ -31,6 +31,9 @@ with plain ``tf.saved_model.load`` — no rearec_tf code is imported:
   scalar inputs and the same non-batch dimensions, arriving within
   ``--batch_timeout_micros`` are concatenated along the batch dimension (up to
   ``--max_batch_rows`` rows) and run once by one of ``--num_batch_threads`` threads.
+  Requests already queued when the timeout expires join the batch too, so
+  ``--batch_timeout_micros 0`` gives "natural" batching: no waiting, and whatever queued
+  up while the previous batch ran is merged.
 - ``--tensorflow_intra_op_parallelism`` / ``--tensorflow_inter_op_parallelism``: as in
   ``tensorflow_model_server`` (0 = TensorFlow's defaults).
 - SIGTERM/SIGINT: stop accepting, let in-flight requests finish (grace 5 s), exit 0.
@@ -409,10 +412,8 @@ class Batcher:
             pending = keep
             while rows < self.max_rows:
                 left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                try:
-                    item = self._q.get(timeout=left)
+                try:  # past the deadline, still take what is already queued
+                    item = self._q.get(timeout=left) if left > 0 else self._q.get_nowait()
                 except queue.Empty:
                     break
                 if item is None:

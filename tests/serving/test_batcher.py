@@ -1,0 +1,89 @@
+"""serving.server.Batcher: which concurrent requests it merges, and that each caller gets
+its own rows back."""
+from __future__ import annotations
+
+import threading
+import time
+import types
+
+import numpy as np
+from tensorflow.core.protobuf import meta_graph_pb2
+
+from serving import server
+
+
+def _servable():
+    sd = meta_graph_pb2.SignatureDef()
+    shape = sd.inputs["x"].tensor_shape
+    shape.dim.add(size=-1)
+    shape.dim.add(size=1)
+    return types.SimpleNamespace(version=1, signature_defs={"s": sd})
+
+
+def _wait(cond, seconds=10.0):
+    end = time.monotonic() + seconds
+    while not cond():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.005)
+
+
+def test_zero_timeout_merges_what_queued_while_the_model_ran(monkeypatch):
+    batches, gate = [], threading.Event()
+
+    def fake_run(servable, sig, arrays):
+        batches.append(arrays["x"][:, 0].tolist())
+        if len(batches) == 1:
+            assert gate.wait(10)
+        return {"y": arrays["x"] * 10}
+
+    monkeypatch.setattr(server, "run_signature", fake_run)
+    b = server.Batcher(max_rows=3, timeout_s=0.0, workers=1)
+    s, results = _servable(), {}
+
+    def call(v):
+        results[v] = b.submit(s, "s", {"x": np.array([[v]], np.int64)})["y"][:, 0].tolist()
+
+    try:
+        threads = [threading.Thread(target=call, args=(1,))]
+        threads[0].start()
+        _wait(lambda: batches == [[1]])  # the worker is busy with request 1
+        for v in (2, 3, 4, 5):
+            threads.append(threading.Thread(target=call, args=(v,)))
+            threads[-1].start()
+        _wait(lambda: b._q.qsize() == 4)
+        gate.set()
+        for t in threads:
+            t.join(10)
+    finally:
+        b.stop()
+    # no waiting (timeout 0), yet the four queued requests were merged, max_rows at a time
+    assert [len(x) for x in batches] == [1, 3, 1]
+    assert sorted(v for x in batches for v in x) == [1, 2, 3, 4, 5]
+    assert results == {v: [10 * v] for v in (1, 2, 3, 4, 5)}
+
+
+def test_requests_of_different_shapes_are_not_merged(monkeypatch):
+    batches = []
+
+    def fake_run(servable, sig, arrays):
+        batches.append(arrays["x"].shape)
+        return {"y": arrays["x"]}
+
+    monkeypatch.setattr(server, "run_signature", fake_run)
+    b = server.Batcher(max_rows=8, timeout_s=1.0, workers=1)
+    s = _servable()
+    out = {}
+
+    def call(n):
+        out[n] = b.submit(s, "s", {"x": np.full((1, n), n, np.int64)})["y"]
+
+    try:
+        threads = [threading.Thread(target=call, args=(n,)) for n in (1, 2, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+    finally:
+        b.stop()
+    assert sorted(batches) == [(1, 2), (2, 1)]
+    assert out[1].tolist() == [[1]] and out[2].tolist() == [[2, 2]]
