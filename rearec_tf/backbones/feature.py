@@ -41,6 +41,7 @@ import rearec_tf._env  # noqa: F401
 import tensorflow as tf
 
 from rearec_tf.backbones.sasrec import SASRecBackbone
+from rearec_tf.layers.activations import gelu
 from rearec_tf.layers.attention import normal_init
 from rearec_tf.layers.randomness import SeededDropout
 
@@ -196,7 +197,7 @@ class FeatureBackbone(SASRecBackbone):
         if self.adapter == "linear":
             return self.adapter_out(self.adapter_drop(x, training=training))
         if self.adapter == "mlp":
-            h = tf.nn.gelu(self.adapter_hidden(x), approximate=False)
+            h = gelu(self.adapter_hidden(x), training=training)
             return self.adapter_out(self.adapter_drop(h, training=training))
         # moe: sum_e g_e (x - b_e) W_e = sum_e g_e (x W_e - b_e W_e)
         gate = tf.nn.softmax(tf.matmul(x, self.moe_gate), axis=-1)  # (M, E)

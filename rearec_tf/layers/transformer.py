@@ -8,6 +8,7 @@ from __future__ import annotations
 import rearec_tf._env  # noqa: F401
 import tensorflow as tf
 
+from rearec_tf.layers.activations import gelu
 from rearec_tf.layers.attention import CachedMultiHeadAttention, dense_2d, normal_init
 from rearec_tf.layers.randomness import SeededDropout
 
@@ -67,7 +68,7 @@ class TransformerLayer(tf.keras.layers.Layer):
         if last_query_only:
             x = x[:, -1:]
         a = self.attention_norm(x + self.dropout1(attended, training=training))
-        f = dense_2d(self.ffn_outer, tf.nn.gelu(dense_2d(self.ffn_inner, a), approximate=False))
+        f = dense_2d(self.ffn_outer, gelu(dense_2d(self.ffn_inner, a), training=training))
         out = self.ffn_norm(a + self.dropout2(f, training=training))
         return out, kv
 
