@@ -6,7 +6,8 @@
     python bench/serving_latency.py --export-dir models/rearec [models/rearec-xla]  # existing exports
     python bench/serving_latency.py --run-dir runs/x [--xla both|on|off]  # export it first (tmp)
         [--concurrency 1 8 32] [--duration 10] [--k 10] [--history-len 20]
-        [--signature recommend] [--batch 1] [--server-args "--num_batch_threads 1"] [--no-append]
+        [--signature recommend] [--batch 1] [--server-args "--num_batch_threads 1"]
+        [--batch-timeouts 2000 0] [--no-append]
 
 With ``--run-dir`` the run is exported twice by default, without and with ``--xla``, and
 both are measured in the same run (the table gives p99 ratios against the default
@@ -16,7 +17,9 @@ requests back to back for ``--duration`` seconds (each thread its own channel). 
 p50/p95/p99 latency (ms) and throughput (requests/s) of successful requests, the
 error count, and the CPU time per request of the server process and of the client
 process (where a closed loop on 2 cores spends its time). Histories are random
-vocabulary ids of fixed length (so requests are batchable).
+vocabulary ids of fixed length (so requests are batchable). ``--batch-timeouts`` measures
+batching with each ``--batch_timeout_micros`` given (one server each; 0 = no waiting, what
+queued while the previous batch ran is merged).
 """
 from __future__ import annotations
 
@@ -193,6 +196,8 @@ def main(argv=None) -> int:
     p.add_argument("--xla", choices=["off", "on", "both"], default="both",
                    help="with --run-dir: export without / with `export --xla` / both")
     p.add_argument("--server-args", default="", help="extra flags for every serving.server")
+    p.add_argument("--batch-timeouts", type=int, nargs="+", default=[2000],
+                   help="--batch_timeout_micros values to measure with batching on")
     p.add_argument("--no-append", action="store_true", help="print only")
     args = p.parse_args(argv)
 
@@ -216,10 +221,17 @@ def main(argv=None) -> int:
 
     results = []
     logdir = pathlib.Path(tempfile.mkdtemp(prefix="rearec-bench-logs-"))
-    for base, mode in [(b, m) for b in bases for m in args.modes]:
+    configs = [(b, "off", None) for b in bases if "off" in args.modes]
+    configs += [(b, "on", t) for b in bases if "on" in args.modes for t in args.batch_timeouts]
+    configs.sort(key=lambda c: bases.index(c[0]))
+    for base, on_off, timeout in configs:
         export = "xla" if _export_info(latest_version(base)).get("xla") else "default"
-        proc, address, log = start_server(base, mode == "on", logdir / f"server-{export}-{mode}.log",
-                                          shlex.split(args.server_args))
+        mode = on_off if timeout is None else f"on ({timeout} µs)"
+        extra = shlex.split(args.server_args)
+        if timeout is not None:
+            extra += ["--batch_timeout_micros", str(timeout)]
+        proc, address, log = start_server(base, on_off == "on",
+                                          logdir / f"server-{export}-{on_off}-{timeout}.log", extra)
         try:
             for c in args.concurrency:
                 runs = [run_level(address, histories, c, args.duration, args.k, args.signature,
@@ -232,7 +244,7 @@ def main(argv=None) -> int:
                 r["p99_range"] = (min(x["p99_ms"] for x in runs), max(x["p99_ms"] for x in runs))
                 r["batching"], r["export"] = mode, export
                 results.append(r)
-                print(f"export={export} batching={mode:3s} concurrency={c:3d}  p50={r['p50_ms']:.2f}ms "
+                print(f"export={export} batching={mode} concurrency={c:3d}  p50={r['p50_ms']:.2f}ms "
                       f"p95={r['p95_ms']:.2f}ms p99={r['p99_ms']:.2f}ms  {r['rps']:.1f} req/s  "
                       f"errors={r['errors']}  CPU/request: server {r['server_cpu_ms']:.2f}ms "
                       f"client {r['client_cpu_ms']:.2f}ms", flush=True)
