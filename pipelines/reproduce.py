@@ -904,7 +904,7 @@ def include_report(text: str, src_path: str, report_dir: str) -> List[str]:
         if re.match(r"^([a-z]+:|/|#)", target):
             return m.group(0)
         path, _, frag = target.partition("#")
-        new = os.path.relpath(os.path.join(src_dir, path), report_dir).replace(os.sep, "/")
+        new = _link(os.path.join(src_dir, path), report_dir)
         return m.group(1) + new + ("#" + frag if frag else "") + m.group(3)
 
     out: List[str] = []
@@ -921,7 +921,7 @@ def include_report(text: str, src_path: str, report_dir: str) -> List[str]:
         out.append(line)
     while out and not out[0].strip():
         out.pop(0)
-    rel = os.path.relpath(os.path.abspath(src_path), report_dir).replace(os.sep, "/")
+    rel = _link(os.path.abspath(src_path), report_dir)
     return [f"## Included: [{rel}]({rel})", "",
             "Generated separately by the command in its own Setup section below and copied "
             "here unchanged except for heading levels and links.", ""] + out + [""]
@@ -1002,6 +1002,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.preset not in PRESETS:
         print(f"error: --preset {args.preset!r}: one of {sorted(PRESETS)}", file=sys.stderr)
         return 2
+    try:  # read before any training: a wrong path should not wait for hours of runs
+        note = open(args.note).read() if args.note else None
+        includes = [(path, open(path).read()) for path in args.include]
+    except OSError as e:
+        print(f"error: {e.filename}: {e.strerror} (--note/--include take an existing "
+              "Markdown file)", file=sys.stderr)
+        return 2
     settings = Settings(preset=args.preset, budget_epochs=args.budget_epochs,
                         data_dir=args.data_dir, train_args=tuple(shlex.split(args.train_args)))
     backbones = _csv(args.backbones)
@@ -1057,13 +1064,6 @@ def main(argv: Optional[List[str]] = None) -> int:
             "date": datetime.date.today().isoformat()}
     if settings.train_args:
         meta["budget"] += f" (extra training flags: `{' '.join(settings.train_args)}`)"
-    try:
-        note = open(args.note).read() if args.note else None
-        includes = [(path, open(path).read()) for path in args.include]
-    except OSError as e:
-        print(f"error: {e.filename}: {e.strerror} (--note/--include take an existing "
-              "Markdown file)", file=sys.stderr)
-        return 2
     text = render_report(rows, datasets, methods, analyses, meta, report_dir,
                          args.analysis_mode, backbone_rows, note=note, includes=includes)
     write_report(args.out, text)
