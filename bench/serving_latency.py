@@ -221,9 +221,8 @@ def main(argv=None) -> int:
 
     results = []
     logdir = pathlib.Path(tempfile.mkdtemp(prefix="rearec-bench-logs-"))
-    configs = [(b, "off", None) for b in bases if "off" in args.modes]
-    configs += [(b, "on", t) for b in bases if "on" in args.modes for t in args.batch_timeouts]
-    configs.sort(key=lambda c: bases.index(c[0]))
+    configs = [(b, m, t) for b in bases for m in args.modes
+               for t in ([None] if m == "off" else args.batch_timeouts)]
     for base, on_off, timeout in configs:
         export = "xla" if _export_info(latest_version(base)).get("xla") else "default"
         mode = on_off if timeout is None else f"on ({timeout} µs)"
