@@ -7,7 +7,7 @@
     python bench/serving_latency.py --run-dir runs/x [--xla both|on|off]  # export it first (tmp)
         [--concurrency 1 8 32] [--duration 10] [--k 10] [--history-len 20]
         [--signature recommend] [--batch 1] [--server-args "--num_batch_threads 1"]
-        [--batch-timeouts 2000 0] [--no-append]
+        [--batch-timeouts 2000 0] [--baseline-server /tmp/rearec-prev] [--no-append]
 
 With ``--run-dir`` the run is exported twice by default, without and with ``--xla``, and
 both are measured in the same run (the table gives p99 ratios against the default
@@ -19,7 +19,10 @@ error count, and the CPU time per request of the server process and of the clien
 process (where a closed loop on 2 cores spends its time). Histories are random
 vocabulary ids of fixed length (so requests are batchable). ``--batch-timeouts`` measures
 batching with each ``--batch_timeout_micros`` given (one server each; 0 = no waiting, what
-queued while the previous batch ran is merged).
+queued while the previous batch ran is merged). ``--baseline-server CHECKOUT`` also runs
+the ``serving.server`` of another checkout of this repo (e.g. ``git worktree add
+/tmp/rearec-prev HEAD~1``) on the same exports and levels, right after this checkout's,
+so a server change is measured as a ratio in one run.
 """
 from __future__ import annotations
 
@@ -76,15 +79,15 @@ def machine() -> str:
     return f"{cpu}, nproc={os.cpu_count()} (sched_getaffinity={len(os.sched_getaffinity(0))})"
 
 
-def start_server(base, batching: bool, log_path, extra=()):
+def start_server(base, batching: bool, log_path, extra=(), repo=REPO):
     port = free_port()
     env = dict(os.environ)
     env.pop("TF_USE_LEGACY_KERAS", None)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(repo) + os.pathsep + env.get("PYTHONPATH", "")
     cmd = [sys.executable, "-m", "serving.server", "--model_base_path", str(base), "--port", str(port),
            "--host", "127.0.0.1", "--log_level", "WARNING"] + (["--enable_batching"] if batching else []) + list(extra)
     log = open(log_path, "w")
-    proc = subprocess.Popen(cmd, cwd=str(REPO), env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=str(repo), env=env, stdout=log, stderr=subprocess.STDOUT)
     address = f"127.0.0.1:{port}"
     deadline = time.time() + 120
     with RecommenderClient(address, timeout=5, retries=0) as c:
@@ -109,6 +112,18 @@ def stop_server(proc, log) -> int:
         proc.wait()
     log.close()
     return proc.returncode
+
+
+def _commit(repo) -> str:
+    out = subprocess.run(["git", "-C", str(repo), "log", "-1", "--format=%h"], capture_output=True,
+                         text=True)
+    return out.stdout.strip() or "?"
+
+
+def _dirty(repo) -> bool:
+    out = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                         capture_output=True, text=True)
+    return bool(out.stdout.strip())
 
 
 def process_cpu_seconds(pid) -> float:
@@ -198,8 +213,17 @@ def main(argv=None) -> int:
     p.add_argument("--server-args", default="", help="extra flags for every serving.server")
     p.add_argument("--batch-timeouts", type=int, nargs="+", default=[2000],
                    help="--batch_timeout_micros values to measure with batching on")
+    p.add_argument("--baseline-server", metavar="CHECKOUT",
+                   help="another checkout of this repo whose serving.server is measured too")
     p.add_argument("--no-append", action="store_true", help="print only")
     args = p.parse_args(argv)
+    servers = [("this", REPO)]
+    if args.baseline_server:
+        other = pathlib.Path(args.baseline_server).resolve()
+        if not (other / "serving" / "server.py").exists():
+            p.error(f"--baseline-server {other}: no serving/server.py there (give a checkout "
+                    f"of this repo, e.g. `git worktree add {other} HEAD~1`)")
+        servers.append((f"baseline {_commit(other)}", other))
 
     tmp = None
     if args.run_dir:
@@ -221,16 +245,17 @@ def main(argv=None) -> int:
 
     results = []
     logdir = pathlib.Path(tempfile.mkdtemp(prefix="rearec-bench-logs-"))
-    configs = [(b, m, t) for b in bases for m in args.modes
-               for t in ([None] if m == "off" else args.batch_timeouts)]
-    for base, on_off, timeout in configs:
+    configs = [(b, m, t, sv) for b in bases for m in args.modes
+               for t in ([None] if m == "off" else args.batch_timeouts) for sv in servers]
+    for base, on_off, timeout, (server, repo) in configs:
         export = "xla" if _export_info(latest_version(base)).get("xla") else "default"
         mode = on_off if timeout is None else f"on ({timeout} µs)"
         extra = shlex.split(args.server_args)
         if timeout is not None:
             extra += ["--batch_timeout_micros", str(timeout)]
-        proc, address, log = start_server(base, on_off == "on",
-                                          logdir / f"server-{export}-{on_off}-{timeout}.log", extra)
+        proc, address, log = start_server(
+            base, on_off == "on", logdir / f"server-{export}-{on_off}-{timeout}-{len(results)}.log",
+            extra, repo)
         try:
             for c in args.concurrency:
                 runs = [run_level(address, histories, c, args.duration, args.k, args.signature,
@@ -241,9 +266,9 @@ def main(argv=None) -> int:
                 r.update(concurrency=c, requests=sum(x["requests"] for x in runs),
                          errors=sum(x["errors"] for x in runs))
                 r["p99_range"] = (min(x["p99_ms"] for x in runs), max(x["p99_ms"] for x in runs))
-                r["batching"], r["export"] = mode, export
+                r["batching"], r["export"], r["server"] = mode, export, server
                 results.append(r)
-                print(f"export={export} batching={mode} concurrency={c:3d}  p50={r['p50_ms']:.2f}ms "
+                print(f"server={server} export={export} batching={mode} concurrency={c:3d}  p50={r['p50_ms']:.2f}ms "
                       f"p95={r['p95_ms']:.2f}ms p99={r['p99_ms']:.2f}ms  {r['rps']:.1f} req/s  "
                       f"errors={r['errors']}  CPU/request: server {r['server_cpu_ms']:.2f}ms "
                       f"client {r['client_cpu_ms']:.2f}ms", flush=True)
@@ -266,18 +291,29 @@ def main(argv=None) -> int:
         f"{max(1, args.repeats)} run(s) per level (median; requests and errors summed); client and "
         "server on the same machine (the client threads share the CPU)",
         f"- server flags: `{args.server_args or '(defaults)'}`; export `xla` = `rearec_tf.export --xla`; "
-        "p99 ratio = this row's p99 / the default export's p99 at the same batching and concurrency; "
+        + ("server: `this` = this checkout's serving.server "
+           f"({_commit(REPO)}{', uncommitted changes' if _dirty(REPO) else ''}), `baseline` = "
+           f"`{args.baseline_server}`'s; p99 ratio = this row's p99 / the baseline server's p99 at "
+           "the same export, batching and concurrency; " if args.baseline_server else
+           "p99 ratio = this row's p99 / the default export's p99 at the same batching and concurrency; ")
+        +
         "CPU ms/req = CPU time of the server process / of the client process (all threads) during "
         "the level, per successful request",
-        "", "| export | batching | concurrency | requests | errors | p50 ms | p95 ms | p99 ms | p99 range ms "
+        "", "| server | export | batching | concurrency | requests | errors | p50 ms | p95 ms | p99 ms | p99 range ms "
         "| req/s | p99 ratio | server CPU ms/req | client CPU ms/req |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    ref = {(r["batching"], r["concurrency"]): r["p99_ms"] for r in results if r["export"] == "default"}
+    if args.baseline_server:
+        ref = {(r["export"], r["batching"], r["concurrency"]): r["p99_ms"] for r in results
+               if r["server"] != "this"}
+    else:
+        ref = {("default", r["batching"], r["concurrency"]): r["p99_ms"] for r in results
+               if r["export"] == "default"}
     for r in results:
-        base_p99 = ref.get((r["batching"], r["concurrency"]))
+        base_p99 = ref.get((r["export"] if args.baseline_server else "default", r["batching"],
+                            r["concurrency"]))
         ratio = f"{r['p99_ms'] / base_p99:.2f}" if base_p99 else "—"
-        lines.append(f"| {r['export']} | {r['batching']} | {r['concurrency']} | {r['requests']} | "
+        lines.append(f"| {r['server']} | {r['export']} | {r['batching']} | {r['concurrency']} | {r['requests']} | "
                      f"{r['errors']} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f} | "
                      f"{r['p99_range'][0]:.1f}–{r['p99_range'][1]:.1f} | {r['rps']:.1f} | {ratio} | "
                      f"{r['server_cpu_ms']:.2f} | {r['client_cpu_ms']:.2f} |")

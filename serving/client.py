@@ -46,9 +46,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
                                      predict_pb2, prediction_service_pb2_grpc)
+
+from serving.tensors import make_tensor_proto, tensor_proto_to_ndarray  # re-exported
 
 __all__ = ["RecommendationError", "RecommenderClient", "pad_histories", "make_tensor_proto",
            "tensor_proto_to_ndarray"]
@@ -64,56 +66,6 @@ class RecommendationError(Exception):
         self.attempts = attempts
         super().__init__(f"{method} failed with {code}: {details}"
                          + (f" (after {attempts} attempts)" if attempts > 1 else ""))
-
-
-# --------------------------------------------------------------- tensor protos
-# (small converters so the client does not need to import all of TensorFlow)
-_NP_TO_DT = {np.dtype(np.float32): types_pb2.DT_FLOAT, np.dtype(np.float64): types_pb2.DT_DOUBLE,
-             np.dtype(np.int32): types_pb2.DT_INT32, np.dtype(np.int64): types_pb2.DT_INT64,
-             np.dtype(np.bool_): types_pb2.DT_BOOL}
-_DT_TO_NP = {v: k for k, v in _NP_TO_DT.items()}
-_VAL_FIELD = {types_pb2.DT_FLOAT: "float_val", types_pb2.DT_DOUBLE: "double_val",
-              types_pb2.DT_INT32: "int_val", types_pb2.DT_INT64: "int64_val",
-              types_pb2.DT_BOOL: "bool_val"}
-
-
-def make_tensor_proto(value) -> tensor_pb2.TensorProto:
-    arr = np.asarray(value)
-    proto = tensor_pb2.TensorProto()
-    proto.tensor_shape.CopyFrom(tensor_shape_pb2.TensorShapeProto(
-        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in arr.shape]))
-    if arr.dtype.kind in "OUS":
-        proto.dtype = types_pb2.DT_STRING
-        proto.string_val.extend(x if isinstance(x, bytes) else str(x).encode("utf-8")
-                                for x in arr.reshape(-1).tolist())
-        return proto
-    if arr.dtype not in _NP_TO_DT:
-        raise TypeError(f"unsupported dtype {arr.dtype}")
-    proto.dtype = _NP_TO_DT[arr.dtype]
-    proto.tensor_content = np.ascontiguousarray(arr).tobytes()
-    return proto
-
-
-def tensor_proto_to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
-    shape = [d.size for d in proto.tensor_shape.dim]
-    n = int(np.prod(shape)) if shape else 1
-    if proto.dtype == types_pb2.DT_STRING:
-        vals = [b.decode("utf-8", "replace") for b in proto.string_val]
-        if len(vals) == 1 and n > 1:
-            vals = vals * n
-        return np.array(vals, dtype=object).reshape(shape)
-    dt = _DT_TO_NP.get(proto.dtype)
-    if dt is None:
-        raise TypeError(f"unsupported tensor dtype {types_pb2.DataType.Name(proto.dtype)}")
-    if proto.tensor_content:
-        return np.frombuffer(proto.tensor_content, dtype=dt).reshape(shape).copy()
-    vals = np.array(getattr(proto, _VAL_FIELD[proto.dtype]), dtype=dt)
-    if vals.size == n:
-        return vals.reshape(shape)
-    out = np.empty(n, dt)
-    out[:] = vals[-1] if vals.size else 0  # TF's "repeat the last value" encoding
-    out[: vals.size] = vals
-    return out.reshape(shape)
 
 
 def _is_int(x) -> bool:

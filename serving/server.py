@@ -66,6 +66,8 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      model_service_pb2_grpc, predict_pb2,
                                      prediction_log_pb2, prediction_service_pb2_grpc)
 
+from serving.tensors import make_tensor_proto, tensor_proto_to_ndarray  # noqa: E402
+
 logger = logging.getLogger("serving.server")
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -129,6 +131,23 @@ class Limits:
     max_k: int = 1000
 
 
+def to_ndarray(proto) -> np.ndarray:
+    """A request ``TensorProto`` as numpy (strings as ``bytes``), by the fast converter
+    of :mod:`serving.tensors` where it applies, else by TensorFlow's."""
+    try:
+        return tensor_proto_to_ndarray(proto, decode_strings=False)
+    except TypeError:
+        return tf.make_ndarray(proto)
+
+
+def to_tensor_proto(arr: np.ndarray):
+    """A response array as a ``TensorProto`` (fast converter, else TensorFlow's)."""
+    try:
+        return make_tensor_proto(arr)
+    except TypeError:
+        return tf.make_tensor_proto(arr)
+
+
 def _dtype_name(dt: int) -> str:
     try:
         return tf.as_dtype(dt).name
@@ -163,7 +182,7 @@ def resolve_inputs(servable: Servable, signature_name: str, inputs: Dict[str, ob
                                    f"Expects arg[{alias}] to be {_dtype_name(info.dtype)} but "
                                    f"{_dtype_name(got_dt)} is provided")
             try:
-                arr = tf.make_ndarray(value)
+                arr = to_ndarray(value)
             except Exception as e:  # noqa: BLE001 - malformed TensorProto
                 raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                    f"input {alias}: malformed tensor: {e}") from None
@@ -177,7 +196,7 @@ def resolve_inputs(servable: Servable, signature_name: str, inputs: Dict[str, ob
         if alias in out:
             continue
         if alias in sig.defaults:
-            out[alias] = tf.make_ndarray(sig.defaults[alias])
+            out[alias] = to_ndarray(sig.defaults[alias])
         else:
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"Signature input alias: {alias} not found in request and no default "
@@ -540,7 +559,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         resp.model_spec.version.value = s.version
         resp.model_spec.signature_name = sig
         for k, v in out.items():
-            resp.outputs[k].CopyFrom(tf.make_tensor_proto(v))
+            resp.outputs[k].CopyFrom(to_tensor_proto(v))
         return resp
 
     @_grpc_call
