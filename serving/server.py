@@ -109,6 +109,8 @@ class Servable:
     loaded: object
     signature_defs: Dict[str, object]  # name -> meta_graph_pb2.SignatureDef
     functions: Dict[str, object] = field(default_factory=dict)
+    # (signature, input alias) -> the signature's default value, decoded once (read-only)
+    defaults: Dict[Tuple[str, str], np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def load(cls, version: int, path: str) -> "Servable":
@@ -121,7 +123,13 @@ class Servable:
         loaded = tf.saved_model.load(path, tags=["serve"])
         sigdefs = dict(metas[0].signature_def)
         functions = {name: loaded.signatures[name] for name in sigdefs if name in loaded.signatures}
-        return cls(version, path, loaded, sigdefs, functions)
+        defaults = {}
+        for name, sd in sigdefs.items():
+            for alias, proto in sd.defaults.items():
+                arr = to_ndarray(proto)
+                arr.flags.writeable = False
+                defaults[(name, alias)] = arr
+        return cls(version, path, loaded, sigdefs, functions, defaults)
 
 
 @dataclass
@@ -195,7 +203,9 @@ def resolve_inputs(servable: Servable, signature_name: str, inputs: Dict[str, ob
     for alias in sig.inputs:
         if alias in out:
             continue
-        if alias in sig.defaults:
+        if (signature_name, alias) in servable.defaults:
+            out[alias] = servable.defaults[(signature_name, alias)]
+        elif alias in sig.defaults:
             out[alias] = to_ndarray(sig.defaults[alias])
         else:
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
