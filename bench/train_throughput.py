@@ -24,14 +24,6 @@ from bench._common import emit_result, publish, run_child, status_gib  # noqa: E
 RELEASE = {"base": (209.0, 4.5), "erl": (51.0, 12.5), "prl": (27.0, 20.4)}
 
 
-def _parse_run(run: str):
-    """``"erl:2+rc"`` -> ``("erl:2", True)``."""
-    spec, plus, flag = run.partition("+")
-    if plus and flag != "rc":
-        raise SystemExit(f"--runs: unknown suffix +{flag} in {run!r} (only +rc)")
-    return spec, bool(plus)
-
-
 def child(a) -> dict:
     import rearec_tf  # noqa: F401
     import tensorflow as tf
@@ -43,13 +35,11 @@ def child(a) -> dict:
     from rearec_tf.training.evaluation import make_score_fn
     from rearec_tf.training.trainer import build_model
 
-    spec, recompute = _parse_run(a.run)
-    method, _, k = spec.partition(":")
+    method, _, k = a.run.partition(":")
     cfg = Config.preset("paper", dataset=a.dataset, data_dir=a.data_dir, method=method,
                         hidden_size=a.hidden_size, batch_size=a.batch_size,
                         reason_steps=int(k or 2), prl_warmup_epochs=0,
-                        bucket_by_length=not a.no_buckets, jit_compile=a.jit,
-                        recompute_layers=recompute)
+                        bucket_by_length=not a.no_buckets, jit_compile=a.jit)
     split = prepare(cfg)
     buckets = pipeline.default_buckets(cfg.max_len) if cfg.bucket_by_length else None
     ds = pipeline.train_dataset(split, cfg.max_len, cfg.batch_size, seed=0, buckets=buckets)
@@ -101,7 +91,7 @@ def table(a, reps: dict) -> str:
     of the per-repeat ratios (each pair measured back to back), with its range."""
     from statistics import median
 
-    base = next((v for run, v in reps.items() if run == "base"), None)
+    base = next((v for run, v in reps.items() if run.split(":")[0] == "base"), None)
     first = next(iter(reps.values()))[0]
     timing = ("one full epoch" if not a.max_steps else
               f"the first {a.max_steps} batches of an epoch (of {first['batches']}), "
@@ -119,7 +109,7 @@ def table(a, reps: dict) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for run, rs in reps.items():
-        rel_sps, rel_mem = RELEASE[_parse_run(run)[0].split(":")[0]]
+        rel_sps, rel_mem = RELEASE[run.split(":")[0]]
         med = {k: median(r[k] for r in rs) for k in
                ("samples_per_s", "epoch_s", "valid_s", "peak_rss_gib", "extra_rss_gib")}
         vs_base = "–"
@@ -143,9 +133,7 @@ def main(argv=None):
     p.add_argument("--hidden-size", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=2048)
     p.add_argument("--runs", default="base,erl:2,prl:2",
-                   help="comma list of method[:K][+rc], e.g. base,erl:1,erl:2,erl:3,prl:2; "
-                        "+rc trains with recompute_layers (gradient checkpointing), e.g. "
-                        "base,base+rc")
+                   help="comma list of method[:K], e.g. base,erl:1,erl:2,erl:3,prl:2")
     p.add_argument("--no-buckets", action="store_true")
     p.add_argument("--max-steps", type=int, default=None,
                    help="time only the first N batches of the epoch and scale to a full "

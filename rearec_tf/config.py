@@ -131,9 +131,6 @@ class Config:
     select_masked: bool = False
     """Model selection on validation with history masked (True) or not (False, release)."""
     jit_compile: bool = False
-    recompute_layers: bool = False
-    """Gradient checkpointing of the Transformer layers (SASRec, BERT4Rec, feature
-    backbones): less training memory for about one more encoder forward pass per step."""
     steps_per_epoch: Optional[int] = None
     """Cap on training batches per epoch (None = the whole training set)."""
 

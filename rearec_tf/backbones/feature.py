@@ -281,8 +281,7 @@ class FeatureBackbone(SASRecBackbone):
                    hidden_dropout=config.hidden_dropout,
                    attention_dropout=config.attention_dropout,
                    input_dropout=config.input_dropout, layer_norm_eps=config.layer_norm_eps,
-                   initializer_range=config.initializer_range,
-                   recompute_layers=config.recompute_layers, name=name)
+                   initializer_range=config.initializer_range, name=name)
 
 
 def item_features_from_checkpoint(path: str, num_items: int):

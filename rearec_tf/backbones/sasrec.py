@@ -10,14 +10,9 @@
 
 Sequences are left-padded with 0, newest item in the last slot, so the step-0 user
 state ``r0`` is ``hidden[:, -1]``.
-
-``recompute_layers=True`` (config ``recompute_layers``) trains with gradient
-checkpointing: each encoder layer of step 0 keeps only its input and recomputes its
-activations in the backward pass (:mod:`rearec_tf.layers.recompute`).
 """
 from __future__ import annotations
 
-import functools
 from typing import Optional
 
 import rearec_tf._env  # noqa: F401
@@ -26,7 +21,6 @@ import tensorflow as tf
 from rearec_tf.backbones.base import SequentialBackbone
 from rearec_tf.layers.attention import make_cache, normal_init
 from rearec_tf.layers.randomness import SeededDropout
-from rearec_tf.layers.recompute import recompute
 from rearec_tf.layers.transformer import TransformerLayer
 
 
@@ -39,7 +33,7 @@ class SASRecBackbone(SequentialBackbone):
                  num_layers: int = 2, num_heads: int = 2, ffn_size: int = 300,
                  hidden_dropout: float = 0.5, attention_dropout: float = 0.5,
                  input_dropout: float = 0.2, layer_norm_eps: float = 1e-12,
-                 initializer_range: float = 0.02, recompute_layers: bool = False, **kwargs):
+                 initializer_range: float = 0.02, **kwargs):
         super().__init__(**kwargs)
         self.num_items = num_items
         self.max_len = max_len
@@ -52,7 +46,6 @@ class SASRecBackbone(SequentialBackbone):
         self.input_dropout = input_dropout
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
-        self.recompute_layers = bool(recompute_layers)
         self.input_norm = tf.keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="input_norm")
         self.input_drop = SeededDropout(input_dropout, salt=1)
         self.encoder_layers = [
@@ -99,12 +92,7 @@ class SASRecBackbone(SequentialBackbone):
         layer_caches = []
         last = len(self.encoder_layers) - 1
         for i, layer in enumerate(self.encoder_layers):
-            call = functools.partial(layer, mask=mask, training=training,
-                                     last_query_only=last_only and i == last)
-            if training and self.recompute_layers:
-                h, (k, v) = recompute(call, h)
-            else:
-                h, (k, v) = call(h)
+            h, (k, v) = layer(h, mask, training=training, last_query_only=last_only and i == last)
             layer_caches.append(make_cache(k, v, extra_slots))
         cache = {"valid": valid, "layers": tuple(layer_caches)}
         return h, cache
@@ -164,8 +152,7 @@ class SASRecBackbone(SequentialBackbone):
                    num_layers=self.num_layers, num_heads=self.num_heads, ffn_size=self.ffn_size,
                    hidden_dropout=self.hidden_dropout, attention_dropout=self.attention_dropout,
                    input_dropout=self.input_dropout, layer_norm_eps=self.layer_norm_eps,
-                   initializer_range=self.initializer_range,
-                   recompute_layers=self.recompute_layers)
+                   initializer_range=self.initializer_range)
         return cfg
 
     @classmethod
@@ -176,5 +163,4 @@ class SASRecBackbone(SequentialBackbone):
                    ffn_size=config.ffn_size, hidden_dropout=config.hidden_dropout,
                    attention_dropout=config.attention_dropout, input_dropout=config.input_dropout,
                    layer_norm_eps=config.layer_norm_eps,
-                   initializer_range=config.initializer_range,
-                   recompute_layers=config.recompute_layers, name=name)
+                   initializer_range=config.initializer_range, name=name)
