@@ -3,6 +3,7 @@ ReaRec-PRL on a real dataset, each in its own process (so peak RSS is its own).
 
     python bench/train_throughput.py --dataset beauty --hidden-size 256 --batch-size 2048 \
         --runs base,erl:2,prl:2 [--repeats 3] [--max-steps 25]
+    python bench/train_throughput.py --runs base,base+mb2   # gradient accumulation vs not
 
 For each run: one full training epoch (or, with ``--max-steps N``, its first N batches
 scaled to the epoch's batch count) after a warm-up that traces every batch shape
@@ -11,6 +12,8 @@ resident memory above what the process held after loading the data. PRL is measu
 its contrastive phase (the costlier one, noisy branch on). Ratios are against the SASRec
 row of the same invocation and against the authors' PyTorch release as measured on this
 kind of machine (issue #4: SASRec 209 samples/s, ERL 51, PRL 27; +4.5/+12.5/+20.4 GiB).
+A ``+mbN`` run trains with ``micro_batches=N``: the same batch and update, computed as N
+gradient-accumulated micro-batches.
 """
 import argparse
 import os
@@ -24,6 +27,16 @@ from bench._common import emit_result, publish, run_child, status_gib  # noqa: E
 RELEASE = {"base": (209.0, 4.5), "erl": (51.0, 12.5), "prl": (27.0, 20.4)}
 
 
+def _parse_run(run: str):
+    """``"erl:2+mb2"`` -> ``("erl:2", 2)`` (micro-batches per batch; 1 without suffix)."""
+    spec, plus, flag = run.partition("+")
+    if not plus:
+        return spec, 1
+    if not (flag.startswith("mb") and flag[2:].isdigit() and int(flag[2:]) >= 1):
+        raise SystemExit(f"--runs: unknown suffix +{flag} in {run!r} (use +mbN, e.g. +mb2)")
+    return spec, int(flag[2:])
+
+
 def child(a) -> dict:
     import rearec_tf  # noqa: F401
     import tensorflow as tf
@@ -35,11 +48,13 @@ def child(a) -> dict:
     from rearec_tf.training.evaluation import make_score_fn
     from rearec_tf.training.trainer import build_model
 
-    method, _, k = a.run.partition(":")
+    spec, micro = _parse_run(a.run)
+    method, _, k = spec.partition(":")
     cfg = Config.preset("paper", dataset=a.dataset, data_dir=a.data_dir, method=method,
                         hidden_size=a.hidden_size, batch_size=a.batch_size,
                         reason_steps=int(k or 2), prl_warmup_epochs=0,
-                        bucket_by_length=not a.no_buckets, jit_compile=a.jit)
+                        bucket_by_length=not a.no_buckets, jit_compile=a.jit,
+                        micro_batches=micro)
     split = prepare(cfg)
     buckets = pipeline.default_buckets(cfg.max_len) if cfg.bucket_by_length else None
     ds = pipeline.train_dataset(split, cfg.max_len, cfg.batch_size, seed=0, buckets=buckets)
@@ -91,7 +106,7 @@ def table(a, reps: dict) -> str:
     of the per-repeat ratios (each pair measured back to back), with its range."""
     from statistics import median
 
-    base = next((v for run, v in reps.items() if run.split(":")[0] == "base"), None)
+    base = next((v for run, v in reps.items() if run == "base"), None)
     first = next(iter(reps.values()))[0]
     timing = ("one full epoch" if not a.max_steps else
               f"the first {a.max_steps} batches of an epoch (of {first['batches']}), "
@@ -109,7 +124,7 @@ def table(a, reps: dict) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for run, rs in reps.items():
-        rel_sps, rel_mem = RELEASE[run.split(":")[0]]
+        rel_sps, rel_mem = RELEASE[_parse_run(run)[0].split(":")[0]]
         med = {k: median(r[k] for r in rs) for k in
                ("samples_per_s", "epoch_s", "valid_s", "peak_rss_gib", "extra_rss_gib")}
         vs_base = "–"
@@ -133,7 +148,9 @@ def main(argv=None):
     p.add_argument("--hidden-size", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=2048)
     p.add_argument("--runs", default="base,erl:2,prl:2",
-                   help="comma list of method[:K], e.g. base,erl:1,erl:2,erl:3,prl:2")
+                   help="comma list of method[:K][+mbN], e.g. base,erl:1,erl:2,erl:3,prl:2; "
+                        "+mbN trains with micro_batches=N (gradient accumulation), e.g. "
+                        "base,base+mb2")
     p.add_argument("--no-buckets", action="store_true")
     p.add_argument("--max-steps", type=int, default=None,
                    help="time only the first N batches of the epoch and scale to a full "

@@ -131,6 +131,12 @@ class Config:
     select_masked: bool = False
     """Model selection on validation with history masked (True) or not (False, release)."""
     jit_compile: bool = False
+    micro_batches: int = 1
+    """Split every training batch into this many micro-batches and accumulate their
+    gradients before the one optimizer update: the same update as the whole batch for
+    losses that are means over samples (SASRec, ERL, full softmax), with the activation
+    memory of a micro-batch. In-batch negatives (PRL's InfoNCE, ``loss='retrieval'``)
+    then come from the micro-batch."""
     steps_per_epoch: Optional[int] = None
     """Cap on training batches per epoch (None = the whole training set)."""
 
@@ -145,6 +151,8 @@ class Config:
                 raise ValueError(f"invalid config: {msg}")
 
         check(self.method in METHODS, f"method={self.method!r}; choose one of {METHODS}")
+        check(isinstance(self.micro_batches, int) and 1 <= self.micro_batches <= self.batch_size,
+              f"micro_batches={self.micro_batches!r}; use an integer from 1 (off) to batch_size")
         check(self.backbone in BACKBONES, f"backbone={self.backbone!r}; choose one of {BACKBONES}")
         check(self.feature_adapter in ("linear", "mlp", "moe"),
               f"feature_adapter={self.feature_adapter!r}; choose linear, mlp or moe")

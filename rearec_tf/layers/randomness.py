@@ -56,11 +56,11 @@ def folded(value) -> Iterator[None]:
     if seed is None:
         yield
         return
-    with seeded(_fold(seed, value)):
+    with seeded(fold(seed, value)):
         yield
 
 
-def _fold(seed, value) -> tf.Tensor:
+def fold(seed, value) -> tf.Tensor:
     return tf.random.experimental.stateless_fold_in(
         tf.cast(seed, tf.int64), tf.cast(value, tf.int64))
 
@@ -69,7 +69,7 @@ def normal(shape, stddev, dtype=tf.float32, salt: int = 0) -> tf.Tensor:
     seed = current_seed()
     if seed is None:
         return tf.random.normal(shape, stddev=stddev, dtype=dtype)
-    return tf.random.stateless_normal(shape, seed=_fold(seed, salt), stddev=stddev, dtype=dtype)
+    return tf.random.stateless_normal(shape, seed=fold(seed, salt), stddev=stddev, dtype=dtype)
 
 
 @tf.keras.utils.register_keras_serializable(package="rearec_tf")
@@ -87,7 +87,7 @@ class SeededDropout(tf.keras.layers.Layer):
         seed = current_seed()
         if seed is None:
             return tf.nn.dropout(x, rate=self.rate)
-        u = tf.random.stateless_uniform(tf.shape(x), seed=_fold(seed, self.salt), dtype=x.dtype)
+        u = tf.random.stateless_uniform(tf.shape(x), seed=fold(seed, self.salt), dtype=x.dtype)
         return tf.where(u >= self.rate, x / (1.0 - self.rate), tf.zeros_like(x))
 
     def get_config(self):

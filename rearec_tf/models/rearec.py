@@ -29,6 +29,13 @@ from rearec_tf.tasks import NextItemObjective, RecommendationLoss, build_objecti
 LOSS_PARTS = ("rec", "kl", "pl", "cl")
 
 
+class _MicroBatch:
+    """Which micro-batch ``train_step`` is tracing (a plain object: not tracked by Keras)."""
+
+    index: Optional[int] = None
+    weight = 1.0
+
+
 class ReaRecModel(tfrs.models.Model):
     """ReaRec (or plain SASRec for ``method='base'``) for ``num_items`` real items.
 
@@ -58,6 +65,7 @@ class ReaRecModel(tfrs.models.Model):
                                                 name="base_objective")
         self.part_trackers = [tf.keras.metrics.Mean(name=f"loss_{p}") for p in LOSS_PARTS]
         self.epoch = 0
+        self._micro = _MicroBatch()  # the micro-batch being traced (train_step)
         self.reasoner.build(None)
 
     # ------------------------------------------------------------------ phases
@@ -114,9 +122,56 @@ class ReaRecModel(tfrs.models.Model):
             # counter is checkpointed with the optimizer, so resuming is exact.
             seed = tf.stack([tf.constant(self.config.seed, tf.int64),
                              tf.cast(self.optimizer.iterations, tf.int64)])
+            if self._micro.index is not None:  # each micro-batch its own dropout masks
+                seed = randomness.fold(seed, self._micro.index)
             with randomness.seeded(seed):
                 return self._compute_loss(inputs, training)
         return self._compute_loss(inputs, training)
+
+    def train_step(self, inputs):
+        """TFRS's train step; with ``config.micro_batches = m > 1`` the batch is cut into
+        ``m`` near-equal slices whose gradients, weighted by slice size, are summed before
+        one optimizer update (gradient accumulation)."""
+        m = int(self.config.micro_batches)
+        if m <= 1:
+            return super().train_step(inputs)
+        variables = self.trainable_variables
+        size = tf.shape(tf.nest.flatten(inputs)[0])[0]
+        total = [None] * len(variables)
+        loss = tf.constant(0.0)
+        regularization_loss = tf.constant(0.0)
+        for i in range(m):
+            start, stop = (i * size) // m, ((i + 1) * size) // m
+            # A batch smaller than m leaves some slices empty: they run on one real row
+            # with weight 0 (a mean over no rows would be NaN, and NaN * 0 is NaN).
+            rows = tf.minimum(tf.range(start, tf.maximum(stop, start + 1)), size - 1)
+            part = tf.nest.map_structure(lambda t: tf.gather(t, rows), inputs)
+            weight = tf.cast(stop - start, tf.float32) / tf.cast(size, tf.float32)
+            self._micro.index, self._micro.weight = i, weight
+            try:
+                with tf.GradientTape() as tape:
+                    part_loss = self.compute_loss(part, training=True)
+                    weighted = weight * part_loss
+                    if i == 0:  # regularization terms once per update
+                        regularization_loss = tf.reduce_sum(
+                            [tf.reduce_sum(x) for x in self.losses])
+                        weighted += regularization_loss
+            finally:
+                self._micro.index, self._micro.weight = None, 1.0
+            grads = tape.gradient(weighted, variables)
+            for j, g in enumerate(grads):
+                if g is None:
+                    continue
+                g = tf.convert_to_tensor(g)  # IndexedSlices of the item table -> dense
+                total[j] = g if total[j] is None else total[j] + g
+            loss += weight * part_loss
+        self.optimizer.apply_gradients(
+            (g, v) for g, v in zip(total, variables) if g is not None)
+        metrics = {metric.name: metric.result() for metric in self.metrics}
+        metrics["loss"] = loss
+        metrics["regularization_loss"] = regularization_loss
+        metrics["total_loss"] = loss + regularization_loss
+        return metrics
 
     def _compute_loss(self, inputs, training: bool = False) -> tf.Tensor:
         item_ids = inputs["item_ids"]
@@ -137,8 +192,9 @@ class ReaRecModel(tfrs.models.Model):
         else:
             R = self.reasoner(item_ids, training=training)
             parts = self.objective(R, inputs["target"], table)
+        weight = 1.0 if self._micro.index is None else self._micro.weight
         for tracker in self.part_trackers:
             value = parts.get(tracker.name[len("loss_"):])
             if value is not None:
-                tracker.update_state(value)
+                tracker.update_state(value, sample_weight=weight)
         return parts["loss"]
