@@ -144,8 +144,12 @@ class ReaRecModel(tfrs.models.Model):
             start, stop = (i * size) // m, ((i + 1) * size) // m
             # A batch smaller than m leaves some slices empty: they run on one real row
             # with weight 0 (a mean over no rows would be NaN, and NaN * 0 is NaN).
-            rows = tf.minimum(tf.range(start, tf.maximum(stop, start + 1)), size - 1)
-            part = tf.nest.map_structure(lambda t: tf.gather(t, rows), inputs)
+            # The next slice starts after the previous one's gradients exist, so that
+            # one slice's activations are alive at a time (the memory this is for);
+            # without the dependency the executor may run every forward pass first.
+            with tf.control_dependencies([g for g in total if g is not None]):
+                rows = tf.minimum(tf.range(start, tf.maximum(stop, start + 1)), size - 1)
+                part = tf.nest.map_structure(lambda t: tf.gather(t, rows), inputs)
             weight = tf.cast(stop - start, tf.float32) / tf.cast(size, tf.float32)
             self._micro.index, self._micro.weight = i, weight
             try:
