@@ -303,15 +303,16 @@ def main(argv=None) -> int:
         "| req/s | p99 ratio | server CPU ms/req | client CPU ms/req |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    if args.baseline_server:
-        ref = {(r["export"], r["batching"], r["concurrency"]): r["p99_ms"] for r in results
-               if r["server"] != "this"}
-    else:
-        ref = {("default", r["batching"], r["concurrency"]): r["p99_ms"] for r in results
-               if r["export"] == "default"}
+    # p99 ratios against the baseline server (same export) or else the default export
+    def ref_key(r):
+        return (r["export"] if args.baseline_server else "default", r["batching"], r["concurrency"])
+
+    def is_ref(r):
+        return r["server"] != "this" if args.baseline_server else r["export"] == "default"
+
+    ref = {ref_key(r): r["p99_ms"] for r in results if is_ref(r)}
     for r in results:
-        base_p99 = ref.get((r["export"] if args.baseline_server else "default", r["batching"],
-                            r["concurrency"]))
+        base_p99 = ref.get(ref_key(r))
         ratio = f"{r['p99_ms'] / base_p99:.2f}" if base_p99 else "—"
         lines.append(f"| {r['server']} | {r['export']} | {r['batching']} | {r['concurrency']} | {r['requests']} | "
                      f"{r['errors']} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f} | "

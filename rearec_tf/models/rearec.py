@@ -142,12 +142,12 @@ class ReaRecModel(tfrs.models.Model):
         regularization_loss = tf.constant(0.0)
         for i in range(m):
             start, stop = (i * size) // m, ((i + 1) * size) // m
-            # A batch smaller than m leaves some slices empty: they run on one real row
-            # with weight 0 (a mean over no rows would be NaN, and NaN * 0 is NaN).
             # The next slice starts after the previous one's gradients exist, so that
             # one slice's activations are alive at a time (the memory this is for);
             # without the dependency the executor may run every forward pass first.
             with tf.control_dependencies([g for g in total if g is not None]):
+                # A batch smaller than m leaves some slices empty: they run on one real
+                # row with weight 0 (a mean over no rows is NaN, and NaN * 0 is NaN).
                 rows = tf.minimum(tf.range(start, tf.maximum(stop, start + 1)), size - 1)
                 part = tf.nest.map_structure(lambda t: tf.gather(t, rows), inputs)
             weight = tf.cast(stop - start, tf.float32) / tf.cast(size, tf.float32)
