@@ -11,9 +11,12 @@ checkpoint and export) so any result can be re-run from its folder::
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
+import inspect
 import json
 import os
+import textwrap
 import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, Optional, Tuple
@@ -247,26 +250,47 @@ class Config:
         """Add one ``--field`` flag per config field (default: not given)."""
         group = parser.add_argument_group("config fields (override --config/--preset)")
         hints = typing.get_type_hints(cls)
+        docs = field_docs(cls)
         for f in fields(cls):
             flag = "--" + f.name.replace("_", "-")
             hint = hints[f.name]
+            # An absent flag leaves the attribute unset (SUPPRESS), so --config/--preset
+            # values stand and help shows the field's own default, not argparse's None.
+            help_ = (docs.get(f.name, "") + f" (default {f.default})").strip()
             if hint is bool:
-                group.add_argument(flag, dest=f.name, type=_parse_bool, default=None,
-                                   metavar="BOOL", help=f"(default {f.default})")
+                group.add_argument(flag, dest=f.name, type=_parse_bool, default=argparse.SUPPRESS,
+                                   metavar="BOOL", help=help_)
             elif f.name == "split_quantiles":
-                group.add_argument(flag, dest=f.name, type=float, nargs=2, default=None,
-                                   help=f"(default {f.default})")
+                group.add_argument(flag, dest=f.name, type=float, nargs=2,
+                                   default=argparse.SUPPRESS, help=help_)
             else:
-                base = _base_type(hint)
-                group.add_argument(flag, dest=f.name, type=base, default=None,
-                                   help=f"(default {f.default})")
+                group.add_argument(flag, dest=f.name, type=_base_type(hint),
+                                   default=argparse.SUPPRESS, help=help_)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, base: Optional["Config"] = None) -> "Config":
         cfg = base or cls()
-        changes = {f.name: getattr(args, f.name) for f in fields(cls)
+        changes = {f.name: getattr(args, f.name, None) for f in fields(cls)
                    if getattr(args, f.name, None) is not None}
         return cfg.replace(**changes)
+
+
+def field_docs(cls) -> Dict[str, str]:
+    """The first sentence of each field's docstring (the string literal under it in the
+    class body), for ``--help``. Empty when the source is not available."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError, SyntaxError):
+        return {}
+    body = tree.body[0].body
+    docs = {}
+    for node, nxt in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)):
+            text = " ".join(nxt.value.value.split())
+            docs[node.target.id] = text.split(". ")[0].rstrip(".") + "."
+    return docs
 
 
 def _parse_bool(s: str) -> bool:

@@ -40,8 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m rearec_tf.train",
         description="Train ReaRec (base SASRec, ERL or PRL) with full-ranking validation, "
-                    "early stopping and resumable checkpoints.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "early stopping and resumable checkpoints.")
     p.add_argument("--config", metavar="FILE", help="JSON file of Config fields")
     p.add_argument("--preset", choices=sorted(PRESETS), help="named hyper-parameter preset")
     p.add_argument("--run-dir", metavar="DIR",
@@ -49,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --run-dir from its latest checkpoint")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
-                   help="0 silent, 1 progress bars, 2 one line per epoch")
+                   help="0 silent, 1 progress bars (default), 2 one line per epoch")
     Config.add_arguments(p)
     return p
 
@@ -61,7 +60,7 @@ def _error(msg: str) -> None:
 def _given(args: argparse.Namespace) -> dict:
     from dataclasses import fields
 
-    return {f.name: getattr(args, f.name) for f in fields(Config)
+    return {f.name: getattr(args, f.name, None) for f in fields(Config)
             if getattr(args, f.name, None) is not None}
 
 
@@ -157,7 +156,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     try:
         result = train(cfg, run_dir, resume=args.resume, verbose=args.verbose,
-                       data_dir=args.data_dir)
+                       data_dir=getattr(args, "data_dir", None))
     except DatasetNotFoundError as e:
         _error(str(e))
         return EXIT_USAGE
@@ -181,7 +180,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         else:
             where = "no epoch had finished, so no checkpoint was written; resuming starts over"
         print(f"\ninterrupted: {where}. Resume with:\n  "
-              f"{resume_command(run_dir, args.data_dir)}", file=sys.stderr, flush=True)
+              f"{resume_command(run_dir, getattr(args, 'data_dir', None))}", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
 
     if args.verbose:
