@@ -268,11 +268,13 @@ class Config:
                                    default=argparse.SUPPRESS, help=help_)
 
     @classmethod
+    def given_flags(cls, args: argparse.Namespace) -> Dict[str, Any]:
+        """The config fields given on the command line (parsed by :meth:`add_arguments`)."""
+        return {f.name: v for f in fields(cls) if (v := getattr(args, f.name, None)) is not None}
+
+    @classmethod
     def from_args(cls, args: argparse.Namespace, base: Optional["Config"] = None) -> "Config":
-        cfg = base or cls()
-        changes = {f.name: getattr(args, f.name, None) for f in fields(cls)
-                   if getattr(args, f.name, None) is not None}
-        return cfg.replace(**changes)
+        return (base or cls()).replace(**cls.given_flags(args))
 
 
 def field_docs(cls) -> Dict[str, str]:

@@ -57,13 +57,6 @@ def _error(msg: str) -> None:
     print(f"error: {msg}", file=sys.stderr, flush=True)
 
 
-def _given(args: argparse.Namespace) -> dict:
-    from dataclasses import fields
-
-    return {f.name: getattr(args, f.name, None) for f in fields(Config)
-            if getattr(args, f.name, None) is not None}
-
-
 def config_for_new_run(args: argparse.Namespace) -> Config:
     file_fields = {}
     if args.config:
@@ -87,7 +80,7 @@ def config_for_resume(args: argparse.Namespace, run_dir: str) -> Config:
     from rearec_tf import run_dir as rd
 
     cfg = Config.load(os.path.join(run_dir, rd.CONFIG))
-    given = _given(args)
+    given = Config.given_flags(args)
     epochs = given.pop("epochs", None)
     given.pop("data_dir", None)
     ignored = sorted(k for k, v in given.items() if getattr(cfg, k) != v)
@@ -129,6 +122,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from rearec_tf.data.errors import DataError, DatasetNotFoundError
 
     run_dir = args.run_dir
+    data_dir = getattr(args, "data_dir", None)  # unset unless --data-dir was given
     try:
         if args.resume:
             if not run_dir:
@@ -156,7 +150,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     try:
         result = train(cfg, run_dir, resume=args.resume, verbose=args.verbose,
-                       data_dir=getattr(args, "data_dir", None))
+                       data_dir=data_dir)
     except DatasetNotFoundError as e:
         _error(str(e))
         return EXIT_USAGE
@@ -180,7 +174,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         else:
             where = "no epoch had finished, so no checkpoint was written; resuming starts over"
         print(f"\ninterrupted: {where}. Resume with:\n  "
-              f"{resume_command(run_dir, getattr(args, 'data_dir', None))}", file=sys.stderr, flush=True)
+              f"{resume_command(run_dir, data_dir)}", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
 
     if args.verbose:
