@@ -247,8 +247,10 @@ def main(argv=None) -> int:
     logdir = pathlib.Path(tempfile.mkdtemp(prefix="rearec-bench-logs-"))
     configs = [(b, m, t, sv) for b in bases for m in args.modes
                for t in ([None] if m == "off" else args.batch_timeouts) for sv in servers]
+    kinds = ["xla" if _export_info(latest_version(b)).get("xla") else "default" for b in bases]
     for base, on_off, timeout, (server, repo) in configs:
-        export = "xla" if _export_info(latest_version(base)).get("xla") else "default"
+        kind = "xla" if _export_info(latest_version(base)).get("xla") else "default"
+        export = f"{kind} ({base.name})" if kinds.count(kind) > 1 else kind
         mode = on_off if timeout is None else f"on ({timeout} µs)"
         extra = shlex.split(args.server_args)
         if timeout is not None:
@@ -285,7 +287,10 @@ def main(argv=None) -> int:
         f"- machine: {machine()}; Python {platform.python_version()}",
         f"- model: {info.get('method', '?')} d={info.get('hidden_size', '?')} "
         f"max_len={info.get('max_len', '?')} K={info.get('default_steps', '?')} "
-        f"items={info.get('num_items', len(vocab))}; export `{version}`",
+        f"items={info.get('num_items', len(vocab))}; export `{version}`"
+        + ("".join(f"; `{b.name}` = `{latest_version(b)}` (created "
+                   f"{_export_info(latest_version(b)).get('created', '?')})" for b in bases)
+           if len(bases) > 1 else ""),
         f"- requests: signature `{args.signature}`, {args.batch} histor{'y' if args.batch == 1 else 'ies'} "
         f"of {args.history_len} ids per request, k={args.k}; {args.duration:g} s per level, "
         f"{max(1, args.repeats)} run(s) per level (median; requests and errors summed); client and "
@@ -295,7 +300,7 @@ def main(argv=None) -> int:
            f"({_commit(REPO)}{', uncommitted changes' if _dirty(REPO) else ''}), `baseline` = "
            f"`{args.baseline_server}`'s; p99 ratio = this row's p99 / the baseline server's p99 at "
            "the same export, batching and concurrency; " if args.baseline_server else
-           "p99 ratio = this row's p99 / the default export's p99 at the same batching and concurrency; ")
+           "p99 ratio = this row's p99 / the first export's p99 at the same batching and concurrency; ")
         +
         "CPU ms/req = CPU time of the server process / of the client process (all threads) during "
         "the level, per successful request",
@@ -303,12 +308,13 @@ def main(argv=None) -> int:
         "| req/s | p99 ratio | server CPU ms/req | client CPU ms/req |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    # p99 ratios against the baseline server (same export) or else the default export
+    # p99 ratios against the baseline server (same export) or else the first export
     def ref_key(r):
-        return (r["export"] if args.baseline_server else "default", r["batching"], r["concurrency"])
+        return (r["export"] if args.baseline_server else first, r["batching"], r["concurrency"])
 
     def is_ref(r):
-        return r["server"] != "this" if args.baseline_server else r["export"] == "default"
+        return r["server"] != "this" if args.baseline_server else r["export"] == first
+    first = results[0]["export"] if results else None
 
     ref = {ref_key(r): r["p99_ms"] for r in results if is_ref(r)}
     for r in results:

@@ -88,10 +88,10 @@ import numpy as np
 
 import rearec_tf._env  # noqa: F401
 import tensorflow as tf
-import tensorflow_recommenders as tfrs
 
 from rearec_tf import run_dir as rd
 from rearec_tf.config import Config
+from rearec_tf.layers.top_k import BlockBruteForce
 
 logger = logging.getLogger("rearec_tf.export")
 
@@ -155,7 +155,8 @@ class ServingModule(tf.Module):
         self.int_ids = None if ints is None else tf.constant(np.concatenate([[-1], ints]))
         # TFRS exact top-k over rows 1..N (the padding row is not in the index); the
         # identifiers are item indices, mapped to external ids by a constant gather.
-        self._topk = _Untracked(tfrs.layers.factorized_top_k.BruteForce(k=k, name="top_k"))
+        # BlockBruteForce = TFRS's BruteForce with a two-stage top-k (same answers).
+        self._topk = _Untracked(BlockBruteForce(k=k, name="top_k"))
         self._topk.obj.index(tf.convert_to_tensor(model.item_embeddings)[1:],
                             identifiers=tf.range(1, n + 1, dtype=tf.int64))
         self.topk_variables = [self._topk.obj._candidates, self._topk.obj._identifiers]
@@ -205,6 +206,19 @@ class ServingModule(tf.Module):
         return tf.scatter_nd(tf.stack([where[:, 0], cols], axis=1), vals,
                              tf.stack([batch, tf.constant(L, tf.int64)]))
 
+    def _trim(self, item_ids: tf.Tensor) -> tf.Tensor:
+        """Drop the leading columns that are padding in every row, so the encoder runs
+        ``T`` = the longest known history of the batch (at least 1) instead of
+        ``max_len`` positions. The answers do not change: position ids count real items,
+        padding keys are masked, and GRU4Rec carries its state over padding. An ``--xla``
+        export keeps ``max_len``: XLA compiles once per shape, and length buckets would
+        multiply the compilations (~1.5 s each here) that the warm-up replays at load."""
+        if self.xla:
+            return item_ids
+        longest = tf.reduce_max(tf.concat(
+            [tf.reduce_sum(tf.cast(item_ids > 0, tf.int32), axis=1), [1]], 0))
+        return item_ids[:, self.max_len - longest:]
+
     def _check_steps(self, steps):
         steps = tf.convert_to_tensor(steps, tf.int32)
         msg = f"steps must be in [0, max_reason_steps={self.max_steps}]"
@@ -215,7 +229,7 @@ class ServingModule(tf.Module):
 
     def _user(self, history: tf.Tensor, steps):
         idx, num_unknown = self._lookup(history)
-        item_ids = self._compact(idx)
+        item_ids = self._trim(self._compact(idx))
         steps = self._check_steps(steps)
         user = self._encode.obj(item_ids, steps)
         return tf.cast(user, tf.float32), idx, num_unknown

@@ -205,8 +205,6 @@ def resolve_inputs(servable: Servable, signature_name: str, inputs: Dict[str, ob
             continue
         if (signature_name, alias) in servable.defaults:
             out[alias] = servable.defaults[(signature_name, alias)]
-        elif alias in sig.defaults:
-            out[alias] = to_ndarray(sig.defaults[alias])
         else:
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"Signature input alias: {alias} not found in request and no default "

@@ -15,6 +15,19 @@ import numpy as np
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
+def tensor_proto(dtype, shape, **fields):
+    """A TensorProto built field by field (lists extend repeated fields), so tests can
+    write tensors that ``make_tensor_proto`` would refuse: short lists, wrong lengths."""
+    from tensorflow.core.framework import tensor_pb2
+
+    p = tensor_pb2.TensorProto(dtype=dtype)
+    for d in shape:
+        p.tensor_shape.dim.add().size = d
+    for k, v in fields.items():
+        getattr(p, k).extend(v) if isinstance(v, list) else setattr(p, k, v)
+    return p
+
+
 def reference_user(model, config, vocab, histories: Sequence[Sequence[str]], steps=None) -> np.ndarray:
     """User embeddings of the in-process model: unknown ids dropped, the ``max_len`` most
     recent known items, left-padded."""

@@ -13,9 +13,10 @@ import time
 
 import numpy as np
 import pytest
-from tensorflow.core.framework import tensor_pb2, types_pb2
+from tensorflow.core.framework import types_pb2
 
-from _serving_ref import REPO_ROOT, ServerProcess, free_port, reference_topk, reference_user
+from _serving_ref import (REPO_ROOT, ServerProcess, free_port, reference_topk, reference_user,
+                          tensor_proto)
 from serving.client import RecommendationError, RecommenderClient
 from serving.rest_client import RestRecommenderClient
 
@@ -196,9 +197,9 @@ def test_bad_requests_while_serving(client, server, trained_run):
         ("INVALID_ARGUMENT", lambda: _raw_predict(client, "score_items", history=h,
                                                   candidates=np.array([["1"], ["2"]], object))),
         # malformed tensors: more string values than the shape holds; 3 bytes for an int32
-        ("INVALID_ARGUMENT", lambda: _raw_predict(client, "recommend", history=_malformed(
+        ("INVALID_ARGUMENT", lambda: _raw_predict(client, "recommend", history=tensor_proto(
             types_pb2.DT_STRING, [1, 2], string_val=[b"1", b"2", b"3"]))),
-        ("INVALID_ARGUMENT", lambda: _raw_predict(client, "recommend", history=h, k=_malformed(
+        ("INVALID_ARGUMENT", lambda: _raw_predict(client, "recommend", history=h, k=tensor_proto(
             types_pb2.DT_INT32, [], tensor_content=b"abc"))),
         ("UNIMPLEMENTED", lambda: _classify(client)),
     ]
@@ -214,13 +215,6 @@ def test_bad_requests_while_serving(client, server, trained_run):
         load.stop()
     assert not load.errors, load.errors[:3]
     assert load.count > 0
-
-
-def _malformed(dtype, shape, **fields):
-    p = tensor_pb2.TensorProto(dtype=dtype, **fields)
-    for d in shape:
-        p.tensor_shape.dim.add().size = d
-    return p
 
 
 def _classify(client):

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.core.framework import tensor_pb2, types_pb2
+from _serving_ref import tensor_proto
+from tensorflow.core.framework import types_pb2
 
 from serving.tensors import make_tensor_proto, tensor_proto_to_ndarray
 
@@ -36,31 +37,22 @@ def test_strings_decode_to_str_or_stay_bytes():
     assert tensor_proto_to_ndarray(p, decode_strings=False).tolist() == [[b"a", "é".encode()]]
 
 
-def _proto(dtype, shape, **fields):
-    p = tensor_pb2.TensorProto(dtype=dtype)
-    for d in shape:
-        p.tensor_shape.dim.add().size = d
-    for k, v in fields.items():
-        getattr(p, k).extend(v) if isinstance(v, list) else setattr(p, k, v)
-    return p
-
-
 def test_short_value_lists_repeat_the_last_value():
     # TF Serving's Tensor::FromProto rule: fewer values than elements -> last value repeated.
-    assert tensor_proto_to_ndarray(_proto(types_pb2.DT_INT64, [2, 2], int64_val=[4])).tolist() == [[4, 4], [4, 4]]
-    assert tensor_proto_to_ndarray(_proto(types_pb2.DT_FLOAT, [3], float_val=[1.0, 2.0])).tolist() == [1, 2, 2]
-    assert tensor_proto_to_ndarray(_proto(types_pb2.DT_STRING, [3], string_val=[b"x"])).tolist() == ["x"] * 3
-    assert tensor_proto_to_ndarray(_proto(types_pb2.DT_INT32, [2])).tolist() == [0, 0]
+    assert tensor_proto_to_ndarray(tensor_proto(types_pb2.DT_INT64, [2, 2], int64_val=[4])).tolist() == [[4, 4], [4, 4]]
+    assert tensor_proto_to_ndarray(tensor_proto(types_pb2.DT_FLOAT, [3], float_val=[1.0, 2.0])).tolist() == [1, 2, 2]
+    assert tensor_proto_to_ndarray(tensor_proto(types_pb2.DT_STRING, [3], string_val=[b"x"])).tolist() == ["x"] * 3
+    assert tensor_proto_to_ndarray(tensor_proto(types_pb2.DT_INT32, [2])).tolist() == [0, 0]
     # one value filling a tensor is also what TensorFlow's make_ndarray does
-    p = _proto(types_pb2.DT_FLOAT, [2, 3], float_val=[0.5])
+    p = tensor_proto(types_pb2.DT_FLOAT, [2, 3], float_val=[0.5])
     np.testing.assert_array_equal(tensor_proto_to_ndarray(p), tf.make_ndarray(p))
 
 
 @pytest.mark.parametrize("proto", [
-    _proto(types_pb2.DT_INT64, [2], int64_val=[1, 2, 3]),  # too many values
-    _proto(types_pb2.DT_STRING, [1], string_val=[b"a", b"b"]),
-    _proto(types_pb2.DT_FLOAT, [2], tensor_content=b"\x00" * 12),  # 3 floats for shape [2]
-    _proto(types_pb2.DT_INT64, [-1], int64_val=[1]),
+    tensor_proto(types_pb2.DT_INT64, [2], int64_val=[1, 2, 3]),  # too many values
+    tensor_proto(types_pb2.DT_STRING, [1], string_val=[b"a", b"b"]),
+    tensor_proto(types_pb2.DT_FLOAT, [2], tensor_content=b"\x00" * 12),  # 3 floats for shape [2]
+    tensor_proto(types_pb2.DT_INT64, [-1], int64_val=[1]),
 ], ids=["values", "strings", "content", "negative-dim"])
 def test_malformed_tensors_raise_value_error(proto):
     with pytest.raises(ValueError):
