@@ -99,7 +99,12 @@ class ServerProcess:
             [sys.executable, "-m", "serving.server", "--model_base_path", str(base_path),
              "--port", str(self.port), "--host", "127.0.0.1", "--poll_interval", str(poll),
              *extra], cwd=str(REPO_ROOT), env=e, stdout=self.log, stderr=subprocess.STDOUT)
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:  # never leave a server running behind a failed test
+            self.proc.kill()
+            self.proc.wait(10)
+            raise
 
     def wait_ready(self, timeout: float = 90.0):
         sys.path.insert(0, str(REPO_ROOT)) if str(REPO_ROOT) not in sys.path else None
