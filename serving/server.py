@@ -384,7 +384,11 @@ class ModelManager:
 
 # --------------------------------------------------------------------- batcher
 class Batcher:
-    """Concatenates compatible concurrent requests along dimension 0."""
+    """Concatenates compatible concurrent requests along dimension 0.
+
+    A batch closes when it holds ``max_rows`` rows or when its oldest request has waited
+    ``timeout_s`` since it was *enqueued* (TF Serving's ``batch_timeout_micros`` rule):
+    requests that queued while the previous batch ran do not wait again."""
 
     def __init__(self, max_rows: int = 256, timeout_s: float = 0.002, workers: int = 2):
         self.max_rows = max_rows
@@ -417,7 +421,8 @@ class Batcher:
         if rows == 0 or rows >= self.max_rows:
             fut.set_result(run_signature(servable, sig, arrays))
             return fut.result()
-        self._q.put((self._key(servable, sig, arrays), servable, sig, arrays, rows, fut))
+        self._q.put((self._key(servable, sig, arrays), servable, sig, arrays, rows, fut,
+                     time.monotonic()))
         return fut.result()
 
     def _loop(self):
@@ -428,7 +433,7 @@ class Batcher:
                 return
             key = first[0]
             group, rows = [first], first[4]
-            deadline = time.monotonic() + self.timeout_s
+            deadline = first[6] + self.timeout_s  # from the oldest request's arrival
             keep = []
             for item in pending:  # items of other keys left from the previous round
                 if item[0] == key and rows + item[4] <= self.max_rows:
@@ -455,9 +460,9 @@ class Batcher:
 
     @staticmethod
     def _run(group):
-        _, servable, sig, _, _, _ = group[0]
+        servable, sig = group[0][1], group[0][2]
         if len(group) == 1:
-            _, _, _, arrays, _, fut = group[0]
+            arrays, fut = group[0][3], group[0][5]
             try:
                 fut.set_result(run_signature(servable, sig, arrays))
             except Exception as e:  # noqa: BLE001
@@ -477,14 +482,14 @@ class Batcher:
             if any(o.ndim == 0 or o.shape[0] != total for o in out.values()):
                 raise ValueError("outputs not batched along dimension 0")
         except Exception:  # noqa: BLE001 - fall back to one request at a time
-            for _, _, _, arrays, _, fut in group:
+            for _, _, _, arrays, _, fut, _ in group:
                 try:
                     fut.set_result(run_signature(servable, sig, arrays))
                 except Exception as e:  # noqa: BLE001
                     fut.set_exception(e)
             return
         start = 0
-        for _, _, _, _, rows, fut in group:
+        for _, _, _, _, rows, fut, _ in group:
             fut.set_result({k: o[start:start + rows] for k, o in out.items()})
             start += rows
 

@@ -87,3 +87,42 @@ def test_requests_of_different_shapes_are_not_merged(monkeypatch):
         b.stop()
     assert sorted(batches) == [(1, 2), (2, 1)]
     assert out[1].tolist() == [[1]] and out[2].tolist() == [[2, 2]]
+
+
+def test_the_timeout_counts_from_arrival_not_from_dequeue(monkeypatch):
+    """TF Serving's rule: requests that already waited ``timeout`` in the queue (here while
+    the previous batch ran) are run as soon as the worker is free, not after another
+    ``timeout``."""
+    batches, started, gate = [], [], threading.Event()
+
+    def fake_run(servable, sig, arrays):
+        batches.append(arrays["x"][:, 0].tolist())
+        started.append(time.monotonic())
+        if len(batches) == 1:
+            assert gate.wait(10)
+        return {"y": arrays["x"]}
+
+    monkeypatch.setattr(server, "run_signature", fake_run)
+    b = server.Batcher(max_rows=8, timeout_s=2.0, workers=1)
+    s = _servable()
+
+    def call(v):
+        b.submit(s, "s", {"x": np.array([[v]], np.int64)})
+
+    try:
+        threads = [threading.Thread(target=call, args=(v,)) for v in (1, 2, 3)]
+        threads[0].start()
+        _wait(lambda: batches == [[1]])  # request 1 waited its 2 s, now it runs (blocked)
+        for t in threads[1:]:
+            t.start()
+        _wait(lambda: b._q.qsize() == 2)
+        time.sleep(2.1)  # requests 2 and 3 are now past their deadline
+        opened = time.monotonic()
+        gate.set()
+        for t in threads:
+            t.join(10)
+    finally:
+        b.stop()
+    assert batches == [[1], [2, 3]]
+    # counted from dequeue, the second batch would start 2 s after the gate opened
+    assert started[1] - opened < 1.0
