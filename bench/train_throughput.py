@@ -4,6 +4,7 @@ ReaRec-PRL on a real dataset, each in its own process (so peak RSS is its own).
     python bench/train_throughput.py --dataset beauty --hidden-size 256 --batch-size 2048 \
         --runs base,erl:2,prl:2 [--repeats 3] [--max-steps 25]
     python bench/train_throughput.py --runs base,base+mb2   # gradient accumulation vs not
+    python bench/train_throughput.py --runs base,base+bf16,erl:2,erl:2+bf16  # bfloat16 scoring
 
 For each run: one full training epoch (or, with ``--max-steps N``, its first N batches
 scaled to the epoch's batch count) after a warm-up that traces every batch shape
@@ -13,7 +14,8 @@ its contrastive phase (the costlier one, noisy branch on). Ratios are against th
 row of the same invocation and against the authors' PyTorch release as measured on this
 kind of machine (issue #4: SASRec 209 samples/s, ERL 51, PRL 27; +4.5/+12.5/+20.4 GiB).
 A ``+mbN`` run trains with ``micro_batches=N``: the same batch and update, computed as N
-gradient-accumulated micro-batches.
+gradient-accumulated micro-batches. A ``+bf16`` run trains with ``scoring_dtype=bfloat16``
+(the catalogue scoring product in bfloat16).
 """
 import argparse
 import os
@@ -28,13 +30,19 @@ RELEASE = {"base": (209.0, 4.5), "erl": (51.0, 12.5), "prl": (27.0, 20.4)}
 
 
 def _parse_run(run: str):
-    """``"erl:2+mb2"`` -> ``("erl:2", 2)`` (micro-batches per batch; 1 without suffix)."""
-    spec, plus, flag = run.partition("+")
-    if not plus:
-        return spec, 1
-    if not (flag.startswith("mb") and flag[2:].isdigit() and int(flag[2:]) >= 1):
-        raise SystemExit(f"--runs: unknown suffix +{flag} in {run!r} (use +mbN, e.g. +mb2)")
-    return spec, int(flag[2:])
+    """``"erl:2+mb2+bf16"`` -> ``("erl:2", 2, "bfloat16")``: micro-batches per batch (1
+    without ``+mbN``) and the scoring dtype (``float32`` without ``+bf16``)."""
+    spec, *flags = run.split("+")
+    micro, dtype = 1, "float32"
+    for flag in flags:
+        if flag.startswith("mb") and flag[2:].isdigit() and int(flag[2:]) >= 1:
+            micro = int(flag[2:])
+        elif flag == "bf16":
+            dtype = "bfloat16"
+        else:
+            raise SystemExit(f"--runs: unknown suffix +{flag} in {run!r} (use +mbN, e.g. +mb2, "
+                             "or +bf16)")
+    return spec, micro, dtype
 
 
 def child(a) -> dict:
@@ -48,13 +56,13 @@ def child(a) -> dict:
     from rearec_tf.training.evaluation import make_score_fn
     from rearec_tf.training.trainer import build_model
 
-    spec, micro = _parse_run(a.run)
+    spec, micro, scoring_dtype = _parse_run(a.run)
     method, _, k = spec.partition(":")
     cfg = Config.preset("paper", dataset=a.dataset, data_dir=a.data_dir, method=method,
                         hidden_size=a.hidden_size, batch_size=a.batch_size,
                         reason_steps=int(k or 2), prl_warmup_epochs=0,
                         bucket_by_length=not a.no_buckets, jit_compile=a.jit,
-                        micro_batches=micro)
+                        micro_batches=micro, scoring_dtype=scoring_dtype)
     split = prepare(cfg)
     buckets = pipeline.default_buckets(cfg.max_len) if cfg.bucket_by_length else None
     ds = pipeline.train_dataset(split, cfg.max_len, cfg.batch_size, seed=0, buckets=buckets)
@@ -148,9 +156,9 @@ def main(argv=None):
     p.add_argument("--hidden-size", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=2048)
     p.add_argument("--runs", default="base,erl:2,prl:2",
-                   help="comma list of method[:K][+mbN], e.g. base,erl:1,erl:2,erl:3,prl:2; "
-                        "+mbN trains with micro_batches=N (gradient accumulation), e.g. "
-                        "base,base+mb2")
+                   help="comma list of method[:K][+mbN][+bf16], e.g. base,erl:1,erl:2,erl:3,"
+                        "prl:2; +mbN trains with micro_batches=N (gradient accumulation), e.g. "
+                        "base,base+mb2; +bf16 with scoring_dtype=bfloat16")
     p.add_argument("--no-buckets", action="store_true")
     p.add_argument("--max-steps", type=int, default=None,
                    help="time only the first N batches of the epoch and scale to a full "

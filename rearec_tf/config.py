@@ -122,6 +122,11 @@ class Config:
     (TFRS retrieval task with in-batch negatives, log-Q correction, hit removal)."""
     logq_correction: bool = True
     remove_accidental_hits: bool = True
+    scoring_dtype: str = "float32"
+    """Dtype of the training loss's full-catalogue scoring product (forward and both
+    gradient products, the largest matmuls of training): ``float32``, or ``bfloat16``
+    (logits back in float32 before the softmax; faster on CPUs with AMX / AVX512-BF16
+    and on GPUs). Evaluation and exports always score in float32."""
 
     # ------------------------------------------------------------- training
     epochs: int = 300
@@ -154,6 +159,8 @@ class Config:
                 raise ValueError(f"invalid config: {msg}")
 
         check(self.method in METHODS, f"method={self.method!r}; choose one of {METHODS}")
+        check(self.scoring_dtype in ("float32", "bfloat16"),
+              f"scoring_dtype={self.scoring_dtype!r}; choose 'float32' or 'bfloat16'")
         check(isinstance(self.micro_batches, int) and 1 <= self.micro_batches <= self.batch_size,
               f"micro_batches={self.micro_batches!r}; use an integer from 1 (off) to batch_size")
         check(self.backbone in BACKBONES, f"backbone={self.backbone!r}; choose one of {BACKBONES}")

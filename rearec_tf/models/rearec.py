@@ -59,6 +59,7 @@ class ReaRecModel(tfrs.models.Model):
         self.rec_loss = RecommendationLoss(config.loss, item_counts=item_counts,
                                            logq_correction=config.logq_correction,
                                            remove_accidental_hits=config.remove_accidental_hits,
+                                           scoring_dtype=config.scoring_dtype,
                                            name="rec_loss")
         self.objective = build_objective(config, self.rec_loss)
         self.base_objective = NextItemObjective(self.rec_loss, temperature=config.tau,

@@ -23,6 +23,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 MODES = ("full_softmax", "retrieval")
+SCORING_DTYPES = ("float32", "bfloat16")
 
 
 @tf.keras.utils.register_keras_serializable(package="rearec_tf")
@@ -34,14 +35,21 @@ class RecommendationLoss(tf.keras.layers.Layer):
       item_counts: training frequency of each item index (row 0 = padding), used for
         the log-Q correction in ``retrieval`` mode.
       logq_correction / remove_accidental_hits: ``retrieval`` mode options.
+      scoring_dtype: dtype of the full-catalogue scoring product (forward and both
+        gradient products): ``float32``, or ``bfloat16`` (inputs rounded to bfloat16,
+        logits back in float32 before the softmax).
     """
 
     def __init__(self, mode: str = "full_softmax", item_counts: Optional[np.ndarray] = None,
-                 logq_correction: bool = True, remove_accidental_hits: bool = True, **kwargs):
+                 logq_correction: bool = True, remove_accidental_hits: bool = True,
+                 scoring_dtype: str = "float32", **kwargs):
         super().__init__(**kwargs)
         if mode not in MODES:
             raise ValueError(f"loss mode {mode!r}; choose one of {MODES}")
+        if scoring_dtype not in SCORING_DTYPES:
+            raise ValueError(f"scoring_dtype {scoring_dtype!r}; choose one of {SCORING_DTYPES}")
         self.mode = mode
+        self.scoring_dtype = scoring_dtype
         self.logq_correction = logq_correction and item_counts is not None
         self.remove_accidental_hits = remove_accidental_hits
         self._log_q = None
@@ -59,7 +67,7 @@ class RecommendationLoss(tf.keras.layers.Layer):
         """Mean CE of ``query`` ``(B, d)`` predicting ``targets`` ``(B,)``."""
         query = query / tf.cast(temperature, query.dtype)
         if self.mode == "full_softmax":
-            logits = tf.matmul(query, item_table, transpose_b=True)
+            logits = self._catalogue_logits("bd,nd->bn", query, item_table)
             return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
                 labels=targets, logits=tf.cast(logits, tf.float32)))
         candidates = tf.gather(item_table, targets)
@@ -76,7 +84,7 @@ class RecommendationLoss(tf.keras.layers.Layer):
         """
         queries = queries / tf.cast(temperature, queries.dtype)
         if self.mode == "full_softmax":
-            return tf.einsum("bsd,nd->bsn", queries, item_table)
+            return self._catalogue_logits("bsd,nd->bsn", queries, item_table)
         candidates = tf.gather(item_table, targets)
         logits = tf.einsum("bsd,cd->bsc", queries, candidates)
         if self._log_q is not None:
@@ -87,6 +95,13 @@ class RecommendationLoss(tf.keras.layers.Layer):
             logits = tf.where(hit[:, None, :], tf.cast(-1e9, logits.dtype), logits)
         return logits
 
+    def _catalogue_logits(self, equation, queries, item_table):
+        if self.scoring_dtype == "float32":
+            return tf.einsum(equation, queries, item_table)
+        low = tf.as_dtype(self.scoring_dtype)
+        return tf.cast(tf.einsum(equation, tf.cast(queries, low), tf.cast(item_table, low)),
+                       tf.float32)
+
     def _sampling_prob(self, targets):
         if self._log_q is None:
             return None
@@ -95,7 +110,8 @@ class RecommendationLoss(tf.keras.layers.Layer):
     def get_config(self):
         cfg = super().get_config()
         cfg.update(mode=self.mode, logq_correction=self.logq_correction,
-                   remove_accidental_hits=self.remove_accidental_hits)
+                   remove_accidental_hits=self.remove_accidental_hits,
+                   scoring_dtype=self.scoring_dtype)
         return cfg
 
 
