@@ -26,6 +26,7 @@ BACKBONES = ("sasrec", "bert4rec", "gru4rec", "feature")
 LOSSES = ("full_softmax", "retrieval")
 SAMPLE_MODES = ("prefix", "all")
 SPLITS = ("loo", "timestamp")
+SCORING_DTYPES = ("float32", "bfloat16")
 
 
 @dataclass
@@ -159,8 +160,8 @@ class Config:
                 raise ValueError(f"invalid config: {msg}")
 
         check(self.method in METHODS, f"method={self.method!r}; choose one of {METHODS}")
-        check(self.scoring_dtype in ("float32", "bfloat16"),
-              f"scoring_dtype={self.scoring_dtype!r}; choose 'float32' or 'bfloat16'")
+        check(self.scoring_dtype in SCORING_DTYPES,
+              f"scoring_dtype={self.scoring_dtype!r}; choose one of {SCORING_DTYPES}")
         check(isinstance(self.micro_batches, int) and 1 <= self.micro_batches <= self.batch_size,
               f"micro_batches={self.micro_batches!r}; use an integer from 1 (off) to batch_size")
         check(self.backbone in BACKBONES, f"backbone={self.backbone!r}; choose one of {BACKBONES}")

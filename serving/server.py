@@ -52,7 +52,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -383,6 +383,17 @@ class ModelManager:
 
 
 # --------------------------------------------------------------------- batcher
+class _Task(NamedTuple):
+    """One queued request of the batcher."""
+    key: Any  # requests with equal keys can be concatenated
+    servable: "Servable"
+    sig: str
+    arrays: Dict[str, np.ndarray]
+    rows: int
+    future: cf.Future
+    enqueued: float  # time.monotonic() at submit
+
+
 class Batcher:
     """Concatenates compatible concurrent requests along dimension 0.
 
@@ -421,8 +432,8 @@ class Batcher:
         if rows == 0 or rows >= self.max_rows:
             fut.set_result(run_signature(servable, sig, arrays))
             return fut.result()
-        self._q.put((self._key(servable, sig, arrays), servable, sig, arrays, rows, fut,
-                     time.monotonic()))
+        self._q.put(_Task(self._key(servable, sig, arrays), servable, sig, arrays, rows, fut,
+                          time.monotonic()))
         return fut.result()
 
     def _loop(self):
@@ -431,14 +442,13 @@ class Batcher:
             first = pending.pop(0) if pending else self._q.get()
             if first is None:
                 return
-            key = first[0]
-            group, rows = [first], first[4]
-            deadline = first[6] + self.timeout_s  # from the oldest request's arrival
+            group, rows = [first], first.rows
+            deadline = first.enqueued + self.timeout_s  # from the oldest request's arrival
             keep = []
             for item in pending:  # items of other keys left from the previous round
-                if item[0] == key and rows + item[4] <= self.max_rows:
+                if item.key == first.key and rows + item.rows <= self.max_rows:
                     group.append(item)
-                    rows += item[4]
+                    rows += item.rows
                 else:
                     keep.append(item)
             pending = keep
@@ -451,47 +461,46 @@ class Batcher:
                 if item is None:
                     self._stop = True
                     break
-                if item[0] == key and rows + item[4] <= self.max_rows:
+                if item.key == first.key and rows + item.rows <= self.max_rows:
                     group.append(item)
-                    rows += item[4]
+                    rows += item.rows
                 else:
                     pending.append(item)
             self._run(group)
 
     @staticmethod
     def _run(group):
-        servable, sig = group[0][1], group[0][2]
+        servable, sig = group[0].servable, group[0].sig
         if len(group) == 1:
-            arrays, fut = group[0][3], group[0][5]
             try:
-                fut.set_result(run_signature(servable, sig, arrays))
+                group[0].future.set_result(run_signature(servable, sig, group[0].arrays))
             except Exception as e:  # noqa: BLE001
-                fut.set_exception(e)
+                group[0].future.set_exception(e)
             return
         sd = servable.signature_defs[sig]
         merged = {}
-        for a, v in group[0][3].items():
+        for a, v in group[0].arrays.items():
             shape = sd.inputs[a].tensor_shape
             if v.ndim >= 1 and not shape.unknown_rank and shape.dim[0].size == -1:
-                merged[a] = np.concatenate([g[3][a] for g in group], axis=0)
+                merged[a] = np.concatenate([t.arrays[a] for t in group], axis=0)
             else:
                 merged[a] = v
-        total = sum(g[4] for g in group)
+        total = sum(t.rows for t in group)
         try:
             out = run_signature(servable, sig, merged)
             if any(o.ndim == 0 or o.shape[0] != total for o in out.values()):
                 raise ValueError("outputs not batched along dimension 0")
         except Exception:  # noqa: BLE001 - fall back to one request at a time
-            for _, _, _, arrays, _, fut, _ in group:
+            for t in group:
                 try:
-                    fut.set_result(run_signature(servable, sig, arrays))
+                    t.future.set_result(run_signature(servable, sig, t.arrays))
                 except Exception as e:  # noqa: BLE001
-                    fut.set_exception(e)
+                    t.future.set_exception(e)
             return
         start = 0
-        for _, _, _, _, rows, fut, _ in group:
-            fut.set_result({k: o[start:start + rows] for k, o in out.items()})
-            start += rows
+        for t in group:
+            t.future.set_result({k: o[start:start + t.rows] for k, o in out.items()})
+            start += t.rows
 
     def stop(self):
         self._stop = True

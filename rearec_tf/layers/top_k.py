@@ -2,9 +2,9 @@
 
 ``tf.math.top_k`` over ``[B, N]`` scores costs ~90 µs per row on one CPU core for
 N = 12k. Cutting each row into blocks of ``block`` scores, the ``k`` blocks with the
-highest maxima hold the top ``k`` scores (each of those scores is at least its block's
-maximum's rank), so a second ``top_k`` over those ``k * block`` scores finishes the job at
-a fraction of the cost. Ties resolve as ``tf.math.top_k`` resolves them, to the lower
+highest maxima hold the top ``k`` scores (a block holding one of them has a maximum at
+least as high, so at most ``k - 1`` blocks can rank above it), and a second ``top_k`` over
+those ``k * block`` scores finishes the job at a fraction of the cost. Ties resolve as ``tf.math.top_k`` resolves them, to the lower
 index: tied block maxima go to the lower block, and the chosen blocks are gathered in
 index order.
 

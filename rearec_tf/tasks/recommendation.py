@@ -22,8 +22,9 @@ import rearec_tf._env  # noqa: F401
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from rearec_tf.config import SCORING_DTYPES
+
 MODES = ("full_softmax", "retrieval")
-SCORING_DTYPES = ("float32", "bfloat16")
 
 
 @tf.keras.utils.register_keras_serializable(package="rearec_tf")
