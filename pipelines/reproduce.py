@@ -52,7 +52,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 DEFAULT_DATASETS = ("beauty", "sports", "toys", "yelp", "lastfm", "ml-1m")
 METHODS = ("base", "erl", "prl")
 METHOD_NAMES = {"base": "SASRec", "erl": "+ERL", "prl": "+PRL"}
-BACKBONE_NAMES = {"sasrec": "SASRec", "bert4rec": "BERT4Rec", "gru4rec": "GRU4Rec",
+BACKBONE_NAMES = {"sasrec": "SASRec", "sasrec_preln": "SASRec (pre-LN)", "bert4rec": "BERT4Rec",
+                  "gru4rec": "GRU4Rec",
                   "feature": "Feature (attributes + ID)"}
 BACKBONE_FLAGS = {"feature": ("--item-features", "attributes")}
 """Extra training flags of a backbone (the feature backbone reads the dataset's
@@ -948,7 +949,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets", default=",".join(DEFAULT_DATASETS))
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--backbones", default="sasrec",
-                   help="comma-separated backbones (sasrec, bert4rec, gru4rec, feature); "
+                   help="comma-separated backbones (sasrec, sasrec_preln, bert4rec, gru4rec, feature); "
                         "non-SASRec ones get their own report section")
     p.add_argument("--seeds", default="0", help="comma-separated seeds")
     p.add_argument("--grid", choices=sorted(GRIDS), default="small")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Dict, Optional, Tuple
 
 METHODS = ("base", "erl", "prl")
-BACKBONES = ("sasrec", "bert4rec", "gru4rec", "feature")
+BACKBONES = ("sasrec", "sasrec_preln", "bert4rec", "gru4rec", "feature")
 LOSSES = ("full_softmax", "retrieval")
 SAMPLE_MODES = ("prefix", "all")
 SPLITS = ("loo", "timestamp")
@@ -61,9 +61,11 @@ class Config:
 
     # ---------------------------------------------------------------- model
     backbone: str = "sasrec"
-    """``sasrec`` (causal Transformer), ``bert4rec`` (bidirectional among items, causal
-    for reasoning tokens), ``gru4rec`` (recurrent; the state is the cache) or
-    ``feature`` (SASRec over items represented by features through an adapter)."""
+    """``sasrec`` (causal Transformer, SPEC §2), ``sasrec_preln`` (the same in the SASRec
+    reference code's pre-LN layout: √d item embeddings, ReLU FFN, final LayerNorm),
+    ``bert4rec`` (bidirectional among items, causal for reasoning tokens), ``gru4rec``
+    (recurrent; the state is the cache) or ``feature`` (SASRec over items represented by
+    features through an adapter)."""
     item_features: Optional[str] = None
     """``feature`` backbone: ``attributes`` (the dataset's ``*_item2attributes.json``,
     pooled attribute embeddings) or a path to a ``.npy``/``.npz``/``.parquet`` file of

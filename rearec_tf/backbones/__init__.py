@@ -3,6 +3,8 @@
 One file per backbone; ``build_backbone`` picks one by ``Config.backbone``:
 
 - ``sasrec``   — :class:`SASRecBackbone`, causal Transformer (SPEC §2);
+- ``sasrec_preln`` — the same in the SASRec reference code's pre-LN layout (√d item
+  embeddings, pre-LN blocks with a ReLU FFN, final LayerNorm);
 - ``bert4rec`` — :class:`BERT4RecBackbone`, bidirectional among items, causal for
   reasoning tokens (prefix masking);
 - ``gru4rec``  — :class:`GRU4RecBackbone`, recurrent, the hidden state is the cache;
@@ -16,6 +18,7 @@ from rearec_tf.backbones.sasrec import SASRecBackbone
 
 BACKBONES = {
     "sasrec": "rearec_tf.backbones.sasrec:SASRecBackbone",
+    "sasrec_preln": "rearec_tf.backbones.sasrec_preln:PreLNSASRecBackbone",
     "bert4rec": "rearec_tf.backbones.bert4rec:BERT4RecBackbone",
     "gru4rec": "rearec_tf.backbones.gru4rec:GRU4RecBackbone",
     "feature": "rearec_tf.backbones.feature:FeatureBackbone",

@@ -28,6 +28,10 @@ from rearec_tf.layers.transformer import TransformerLayer
 class SASRecBackbone(SequentialBackbone):
     bidirectional_items = False
     """Item tokens attend to every real item (True, BERT4Rec) or only to earlier ones."""
+    layer_class = TransformerLayer
+    """The encoder block (post-LN here; pre-LN in ``sasrec_preln``)."""
+    input_layer_norm = True
+    """Whether tokens go through a LayerNorm before the first layer (SPEC §2: yes)."""
 
     def __init__(self, num_items: int, max_len: int = 50, hidden_size: int = 256,
                  num_layers: int = 2, num_heads: int = 2, ffn_size: int = 300,
@@ -46,10 +50,12 @@ class SASRecBackbone(SequentialBackbone):
         self.input_dropout = input_dropout
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
-        self.input_norm = tf.keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="input_norm")
+        self.input_norm = (tf.keras.layers.LayerNormalization(epsilon=layer_norm_eps,
+                                                               name="input_norm")
+                           if self.input_layer_norm else None)
         self.input_drop = SeededDropout(input_dropout, salt=1)
         self.encoder_layers = [
-            TransformerLayer(hidden_size, num_heads, ffn_size, hidden_dropout, attention_dropout,
+            self.layer_class(hidden_size, num_heads, ffn_size, hidden_dropout, attention_dropout,
                              layer_norm_eps, initializer_range, salt=10 * (i + 1),
                              name=f"layer_{i}")
             for i in range(num_layers)
@@ -61,7 +67,8 @@ class SASRecBackbone(SequentialBackbone):
         self.position_embedding = self.add_weight(
             name="position_embedding", shape=(self.max_len, self.hidden_size), initializer=normal_init(self.initializer_range))
         shape = tf.TensorShape([None, None, self.hidden_size])
-        self.input_norm.build(shape)
+        if self.input_norm is not None:
+            self.input_norm.build(shape)
         for layer in self.encoder_layers:
             layer.build(shape)
         super().build(input_shape)
@@ -87,7 +94,7 @@ class SASRecBackbone(SequentialBackbone):
             self.build(None)
         x, valid = self.embed(item_ids)
         length = tf.shape(item_ids)[1]
-        h = self.input_drop(self.input_norm(x), training=training)
+        h = self.input_transform(x, training)
         mask = self.attention_mask(valid, length)
         layer_caches = []
         last = len(self.encoder_layers) - 1
@@ -95,7 +102,17 @@ class SASRecBackbone(SequentialBackbone):
             h, (k, v) = layer(h, mask, training=training, last_query_only=last_only and i == last)
             layer_caches.append(make_cache(k, v, extra_slots))
         cache = {"valid": valid, "layers": tuple(layer_caches)}
-        return h, cache
+        return self.output_transform(h), cache
+
+    def input_transform(self, x, training=None):
+        """What every token (item or reasoning) goes through before the first layer:
+        input LayerNorm + dropout."""
+        return self.input_drop(self.input_norm(x), training=training)
+
+    def output_transform(self, h):
+        """What the last layer's output goes through (nothing here; a final LayerNorm in
+        ``sasrec_preln``)."""
+        return h
 
     # -------------------------------------------------------- reasoning steps
     def step(self, token, cache, step, training=None):
@@ -107,12 +124,12 @@ class SASRecBackbone(SequentialBackbone):
         batch = tf.shape(valid)[0]
         key_mask = tf.concat([valid, tf.broadcast_to(extra[None, :], [batch, slots])], axis=1)
         mask = key_mask[:, None, :]
-        h = self.input_drop(self.input_norm(token[:, None, :]), training=training)
+        h = self.input_transform(token[:, None, :], training)
         new_layers = []
         for layer, kv in zip(self.encoder_layers, cache["layers"]):
             h, kv = layer(h, mask, cache=kv, cache_index=step, training=training)
             new_layers.append(kv)
-        return h[:, 0], {"valid": valid, "layers": tuple(new_layers)}
+        return self.output_transform(h)[:, 0], {"valid": valid, "layers": tuple(new_layers)}
 
     def attention_mask(self, valid, num_items):
         """``(B, T, T)`` bool mask for ``T`` tokens whose first ``num_items`` are items.
@@ -140,11 +157,11 @@ class SASRecBackbone(SequentialBackbone):
         x = tf.concat([x, reasoning_tokens], axis=1)
         k = tf.shape(reasoning_tokens)[1]
         valid = tf.concat([valid, tf.ones([tf.shape(valid)[0], k], tf.bool)], axis=1)
-        h = self.input_drop(self.input_norm(x), training=training)
+        h = self.input_transform(x, training)
         mask = self.attention_mask(valid, tf.shape(item_ids)[1])
         for layer in self.encoder_layers:
             h, _ = layer(h, mask, training=training)
-        return h
+        return self.output_transform(h)
 
     def get_config(self):
         cfg = super().get_config()

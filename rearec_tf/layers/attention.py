@@ -88,10 +88,13 @@ class CachedMultiHeadAttention(tf.keras.layers.Layer):
         return tf.reshape(x, [b, t, self.num_heads, self.head_dim])
 
     def call(self, x: tf.Tensor, mask: tf.Tensor, cache: Optional[Tuple[tf.Tensor, tf.Tensor]] = None,
-             cache_index=None, training=None, last_query_only: bool = False):
+             cache_index=None, training=None, last_query_only: bool = False, query=None):
         """With ``last_query_only`` only the last token queries (``mask`` ``(B, 1, T)``):
-        keys/values still come from every token; the output is ``(B, 1, d)``."""
-        q = self._split_heads(dense_2d(self.query_dense, x[:, -1:] if last_query_only else x))
+        keys/values still come from every token; the output is ``(B, 1, d)``.
+        ``query``: the queries' input when it differs from the keys'/values' ``x`` (same
+        shape; pre-LN SASRec queries with ``LayerNorm(x)``)."""
+        query = x if query is None else query
+        q = self._split_heads(dense_2d(self.query_dense, query[:, -1:] if last_query_only else query))
         k = self._split_heads(dense_2d(self.key_dense, x))
         v = self._split_heads(dense_2d(self.value_dense, x))
         if cache is not None:

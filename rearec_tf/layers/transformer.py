@@ -1,7 +1,12 @@
-"""Post-LN Transformer encoder layer (RecBole/ReaRec release layout) with a KV cache.
+"""Transformer encoder layers with a KV cache.
 
+:class:`TransformerLayer`, post-LN (RecBole/ReaRec release layout):
 ``h -> a = LN(h + Dropout(MHA(h)))`` then ``out = LN(a + Dropout(FFN(a)))`` with
 ``FFN(x) = W2 gelu_erf(W1 x + b1) + b2``; LayerNorm eps 1e-12 by default.
+
+:class:`PreLNTransformerLayer`, the SASRec reference code's layout (Kang & McAuley;
+pmixer/SASRec.pytorch): ``q = LN(h)``, ``a = q + MHA(queries q, keys/values h)``, then
+``f = LN(a)``, ``out = f + Dropout(W2 Dropout(relu(W1 f + b1)) + b2)``.
 """
 from __future__ import annotations
 
@@ -79,3 +84,25 @@ class TransformerLayer(tf.keras.layers.Layer):
                    layer_norm_eps=self.layer_norm_eps, initializer_range=self.initializer_range,
                    salt=self.salt)
         return cfg
+
+
+@tf.keras.utils.register_keras_serializable(package="rearec_tf")
+class PreLNTransformerLayer(TransformerLayer):
+    """One pre-LN SASRec block (module docstring); same weights and cache contract as
+    :class:`TransformerLayer`. Keys and values come from the raw input, so the KV cache
+    stores the same thing for a reasoning token as for an item."""
+
+    def call(self, x, mask, cache=None, cache_index=None, training=None,
+             last_query_only: bool = False):
+        if last_query_only:
+            mask = mask[:, -1:, :]
+        q = self.attention_norm(x)
+        attended, kv = self.attention(x, mask, cache=cache, cache_index=cache_index,
+                                      training=training, last_query_only=last_query_only,
+                                      query=q)
+        if last_query_only:
+            q = q[:, -1:]
+        f = self.ffn_norm(q + attended)
+        inner = self.dropout1(tf.nn.relu(dense_2d(self.ffn_inner, f)), training=training)
+        out = f + self.dropout2(dense_2d(self.ffn_outer, inner), training=training)
+        return out, kv

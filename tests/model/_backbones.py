@@ -12,7 +12,7 @@ from rearec_tf.reasoning.loop import ReasoningLoop
 
 from _sequences import left_padded_batch
 
-NAMES = ("sasrec", "bert4rec", "gru4rec", "feature")
+NAMES = ("sasrec", "sasrec_preln", "bert4rec", "gru4rec", "feature")
 N, L, D, F = 30, 7, 16, 12  # items, max_len, hidden size, dense feature width
 MISSING = (5, 17)  # items without features
 

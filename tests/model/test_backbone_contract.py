@@ -19,6 +19,7 @@ from _sequences import assert_cached_equals_recompute
 # trainable variables of the loop: reasoning table + the backbone's
 _TRANSFORMER = 2 + 2 + 2 * 16  # item + position tables, input LayerNorm, 2 layers
 NUM_VARIABLES = {"sasrec": 1 + _TRANSFORMER, "bert4rec": 1 + _TRANSFORMER,
+                 "sasrec_preln": 1 + _TRANSFORMER,  # a final LayerNorm instead of the input one
                  "gru4rec": 1 + 1 + 2 * 3 + 2,  # table, 2 GRU cells x 3, out_proj
                  "feature": 1 + _TRANSFORMER + 4}  # + the MLP adapter's 2 Dense
 
@@ -84,7 +85,7 @@ def test_item_tokens_never_see_reasoning_tokens(name):
     t1 = bb.encode_extended(ids, tf.random.normal([5, 3, D], seed=1)).numpy()
     t2 = bb.encode_extended(ids, tf.random.normal([5, 3, D], seed=3) * 4.0).numpy()
     assert t1.shape == t2.shape == (5, L + 3, D)
-    rows = ids > 0 if name in ("sasrec", "feature") else np.ones(ids.shape, bool)
+    rows = ids > 0 if name in ("sasrec", "sasrec_preln", "feature") else np.ones(ids.shape, bool)
     np.testing.assert_allclose(t1[:, :L][rows], base[rows], atol=1e-5)
     np.testing.assert_allclose(t2[:, :L][rows], base[rows], atol=1e-5)
     assert np.all(np.abs(t1[:, L:] - t2[:, L:]).max(axis=(1, 2)) > 1e-3)

@@ -14,7 +14,7 @@ from _serving_ref import ServerProcess, reference_topk, reference_user
 from conftest import make_run
 from serving.client import RecommenderClient
 
-BACKBONES = ("bert4rec", "gru4rec", "feature")
+BACKBONES = ("sasrec_preln", "bert4rec", "gru4rec", "feature")
 
 
 @pytest.fixture(scope="module")
