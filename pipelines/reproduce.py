@@ -347,6 +347,7 @@ def collect_rows(specs: Sequence[RunSpec], settings: Settings, grid: str,
         row.update(status="ok", config=best["config"], params=best["params"],
                    valid=best["valid"], select_mode=best["select_mode"], test=test,
                    test_std=test_std, seeds=[s.seed for s, _ in runs],
+                   per_seed={s.seed: m["test"] for s, m in runs},
                    run_dirs=[s.run_dir for s, _ in runs],
                    epochs=[m.get("epoch") for _, m in runs],
                    commands=[settings.command(s) for s, _ in runs])
@@ -486,14 +487,24 @@ def relative_gain(base: Optional[float], value: Optional[float]) -> Optional[flo
 
 
 def row_gains(rows, dataset: str, method: str, mode: str) -> Optional[Dict[str, Any]]:
-    """Per-metric gains of ``method`` over base on ``dataset`` and their mean."""
+    """Per-metric gains of ``method`` over base on ``dataset`` and their mean.
+
+    Paired by seed: when the two rows were run with different seeds (some seeds still
+    missing), both sides are averaged over the seeds they share, so a gain never compares
+    a mean over seeds 0-2 with seed 0 alone."""
     b, r = rows.get((dataset, "base")), rows.get((dataset, method))
     if not (b and r and b.get("status") == "ok" and r.get("status") == "ok"):
         return None
-    gains = {m: relative_gain(b["test"][mode][m], r["test"][mode][m]) for m in REPORT_METRICS}
+    bt, rt = b["test"][mode], r["test"][mode]
+    b_seeds, r_seeds = b.get("per_seed") or {}, r.get("per_seed") or {}
+    common = sorted(set(b_seeds) & set(r_seeds))
+    if common and (len(common) < len(b_seeds) or len(common) < len(r_seeds)):
+        bt = {m: _mean([b_seeds[s][mode][m] for s in common]) for m in REPORT_METRICS}
+        rt = {m: _mean([r_seeds[s][mode][m] for s in common]) for m in REPORT_METRICS}
+    gains = {m: relative_gain(bt[m], rt[m]) for m in REPORT_METRICS}
     if any(g is None for g in gains.values()):
         return None
-    return {"gains": gains, "mean": _mean(list(gains.values()))}
+    return {"gains": gains, "mean": _mean(list(gains.values())), "seeds": common}
 
 
 def _f(v: Optional[float], nd: int = 4) -> str:
@@ -570,7 +581,8 @@ def render_report(rows: Mapping[Tuple[str, str], Mapping[str, Any]], datasets: S
     add("- *masked* = the user's history items are excluded from the ranking (S3-Rec/ICLRec "
         "protocol); *unmasked* = not excluded (the paper's and the release's protocol).")
     add("- Relative gain = (method / SASRec − 1) in %, per metric; *mean* = mean over the "
-        "four metrics (the paper's \"mean relative gain\").")
+        "four metrics (the paper's \"mean relative gain\"). When the two rows have different "
+        "seeds, the gain compares their means over the seeds both have.")
     add("")
     if rows is None:  # other backbones only
         render_backbones(add, backbone_rows or {}, datasets, methods)

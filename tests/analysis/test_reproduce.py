@@ -205,3 +205,31 @@ def test_run_all_tells_a_diverged_run_from_a_crashed_one(tmp_path, monkeypatch):
     assert by_dataset["beauty"]["state"] == "diverged"
     assert by_dataset["toys"]["state"] == "failed" and by_dataset["toys"]["exit_code"] == 1
     assert "yelp" not in by_dataset
+
+
+def test_gains_are_paired_by_seed():
+    """Base over seeds 0 and 1, the method over seed 0 only: the gain uses base's seed 0."""
+    def seeded(values):
+        row = _metrics(*values[0])
+        row["per_seed"] = {}
+        for seed, v in enumerate(values):
+            t = _metrics(*v)["test"]
+            row["per_seed"][seed] = t
+        row["seeds"] = list(range(len(values)))
+        return row
+
+    rows = {("x", "base"): seeded([(.0400, .0500, .0800, .1000), (.0800, .1000, .1600, .2000)]),
+            ("x", "erl"): seeded([(.0440, .0550, .0880, .1100)])}
+    g = rp.row_gains(rows, "x", "erl", "masked")
+    assert g["seeds"] == [0]
+    assert [round(v, 6) for v in g["gains"].values()] == [10.0] * 4
+    # same seeds on both sides: the rows' own means
+    rows[("x", "erl")] = seeded([(.0440, .0550, .0880, .1100), (.0880, .1100, .1760, .2200)])
+    rows[("x", "erl")]["test"] = {m: {k: (a + b) / 2 for (k, a), b in zip(
+        rows[("x", "erl")]["per_seed"][0][m].items(),
+        rows[("x", "erl")]["per_seed"][1][m].values())} for m in ("masked", "unmasked")}
+    rows[("x", "base")]["test"] = {m: {k: (a + b) / 2 for (k, a), b in zip(
+        rows[("x", "base")]["per_seed"][0][m].items(),
+        rows[("x", "base")]["per_seed"][1][m].values())} for m in ("masked", "unmasked")}
+    g = rp.row_gains(rows, "x", "erl", "masked")
+    assert g["seeds"] == [0, 1] and [round(v, 6) for v in g["gains"].values()] == [10.0] * 4
