@@ -22,7 +22,9 @@ import tensorflow_recommenders as tfrs
 
 def block_top_k(scores, k, block: int = 128):
     """``(values, indices)`` equal to ``tf.math.top_k(scores, k)`` for ``[B, N]`` scores
-    without NaNs; falls back to one ``top_k`` when ``k * block > N / 2``."""
+    without NaNs; falls back to one ``top_k`` when ``k * block >= N`` (the second stage
+    would see every score). Two stages measured faster up to ``k * block`` just below
+    ``N`` (N = 12,101, k = 90: 2.6 vs 2.9 ms for 8 rows)."""
     scores = tf.convert_to_tensor(scores)
     k = tf.convert_to_tensor(k, tf.int32)
     n = tf.shape(scores)[1]
@@ -43,7 +45,7 @@ def block_top_k(scores, k, block: int = 128):
         values, index = tf.math.top_k(scores, k)
         return values, index
 
-    return tf.cond(k * block * 2 <= n, two_stage, one_stage)
+    return tf.cond(k * block < n, two_stage, one_stage)
 
 
 class BlockBruteForce(tfrs.layers.factorized_top_k.BruteForce):

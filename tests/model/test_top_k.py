@@ -12,7 +12,8 @@ from rearec_tf.layers.top_k import BlockBruteForce, block_top_k
 
 
 @pytest.mark.parametrize("n,k,block", [(12101, 30, 128), (12101, 1, 128), (1000, 7, 16),
-                                       (300, 2, 128), (300, 200, 8), (5, 5, 128), (64, 4, 16)])
+                                       (300, 2, 128), (300, 200, 8), (5, 5, 128), (64, 4, 16),
+                                       (1000, 7, 128), (1000, 8, 128)])  # 7 of 8 blocks; fallback
 def test_equals_tf_top_k_with_ties(n, k, block):
     rng = np.random.default_rng(n + k)
     for scores in (rng.standard_normal((5, n)).astype(np.float32),
