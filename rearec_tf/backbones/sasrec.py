@@ -13,6 +13,7 @@ state ``r0`` is ``hidden[:, -1]``.
 """
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import rearec_tf._env  # noqa: F401
@@ -32,6 +33,8 @@ class SASRecBackbone(SequentialBackbone):
     """The encoder block (post-LN here; pre-LN in ``sasrec_preln``)."""
     input_layer_norm = True
     """Whether tokens go through a LayerNorm before the first layer (SPEC §2: yes)."""
+    scale_item_embeddings = False
+    """Whether item embeddings are multiplied by √d before positions are added."""
 
     def __init__(self, num_items: int, max_len: int = 50, hidden_size: int = 256,
                  num_layers: int = 2, num_heads: int = 2, ffn_size: int = 300,
@@ -83,7 +86,10 @@ class SASRecBackbone(SequentialBackbone):
         item_ids = tf.convert_to_tensor(item_ids)
         valid = tf.not_equal(item_ids, 0)
         positions = tf.maximum(tf.cumsum(tf.cast(valid, tf.int32), axis=1) - 1, 0)
-        x = tf.gather(self.item_embedding, item_ids) + tf.gather(self.position_embedding, positions)
+        items = tf.gather(self.item_embedding, item_ids)
+        if self.scale_item_embeddings:
+            items *= tf.cast(math.sqrt(self.hidden_size), items.dtype)
+        x = items + tf.gather(self.position_embedding, positions)
         return x, valid
 
     def encode(self, item_ids, extra_slots: int = 0, training=None, last_only: bool = False):

@@ -17,7 +17,6 @@ unchanged: a reasoning token ``r + P[k]`` goes through the input dropout like an
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import rearec_tf._env  # noqa: F401
@@ -31,6 +30,7 @@ from rearec_tf.layers.transformer import PreLNTransformerLayer
 class PreLNSASRecBackbone(SASRecBackbone):
     layer_class = PreLNTransformerLayer
     input_layer_norm = False
+    scale_item_embeddings = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -40,15 +40,6 @@ class PreLNSASRecBackbone(SASRecBackbone):
     def build(self, input_shape=None):
         self.final_norm.build(tf.TensorShape([None, None, self.hidden_size]))
         super().build(input_shape)
-
-    def embed(self, item_ids):
-        item_ids = tf.convert_to_tensor(item_ids)
-        valid = tf.not_equal(item_ids, 0)
-        positions = tf.maximum(tf.cumsum(tf.cast(valid, tf.int32), axis=1) - 1, 0)
-        scale = tf.cast(math.sqrt(self.hidden_size), self.item_embedding.dtype)
-        x = (tf.gather(self.item_embedding, item_ids) * scale
-             + tf.gather(self.position_embedding, positions))
-        return x, valid
 
     def input_transform(self, x, training=None):
         return self.input_drop(x, training=training)
