@@ -247,10 +247,10 @@ def main(argv=None) -> int:
     logdir = pathlib.Path(tempfile.mkdtemp(prefix="rearec-bench-logs-"))
     configs = [(b, m, t, sv) for b in bases for m in args.modes
                for t in ([None] if m == "off" else args.batch_timeouts) for sv in servers]
-    kinds = ["xla" if _export_info(latest_version(b)).get("xla") else "default" for b in bases]
+    kinds = {b: "xla" if _export_info(latest_version(b)).get("xla") else "default" for b in bases}
     for base, on_off, timeout, (server, repo) in configs:
-        kind = "xla" if _export_info(latest_version(base)).get("xla") else "default"
-        export = f"{kind} ({base.name})" if kinds.count(kind) > 1 else kind
+        kind = kinds[base]
+        export = f"{kind} ({base.name})" if list(kinds.values()).count(kind) > 1 else kind
         mode = on_off if timeout is None else f"on ({timeout} µs)"
         extra = shlex.split(args.server_args)
         if timeout is not None:
@@ -309,12 +309,13 @@ def main(argv=None) -> int:
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     # p99 ratios against the baseline server (same export) or else the first export
+    first = results[0]["export"] if results else None
+
     def ref_key(r):
         return (r["export"] if args.baseline_server else first, r["batching"], r["concurrency"])
 
     def is_ref(r):
         return r["server"] != "this" if args.baseline_server else r["export"] == first
-    first = results[0]["export"] if results else None
 
     ref = {ref_key(r): r["p99_ms"] for r in results if is_ref(r)}
     for r in results:

@@ -498,7 +498,7 @@ def row_gains(rows, dataset: str, method: str, mode: str) -> Optional[Dict[str, 
     bt, rt = b["test"][mode], r["test"][mode]
     b_seeds, r_seeds = b.get("per_seed") or {}, r.get("per_seed") or {}
     common = sorted(set(b_seeds) & set(r_seeds))
-    if common and (len(common) < len(b_seeds) or len(common) < len(r_seeds)):
+    if common:
         bt = {m: _mean([b_seeds[s][mode][m] for s in common]) for m in REPORT_METRICS}
         rt = {m: _mean([r_seeds[s][mode][m] for s in common]) for m in REPORT_METRICS}
     gains = {m: relative_gain(bt[m], rt[m]) for m in REPORT_METRICS}

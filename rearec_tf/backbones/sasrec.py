@@ -112,8 +112,10 @@ class SASRecBackbone(SequentialBackbone):
 
     def input_transform(self, x, training=None):
         """What every token (item or reasoning) goes through before the first layer:
-        input LayerNorm + dropout."""
-        return self.input_drop(self.input_norm(x), training=training)
+        input LayerNorm (when ``input_layer_norm``) + dropout."""
+        if self.input_norm is not None:
+            x = self.input_norm(x)
+        return self.input_drop(x, training=training)
 
     def output_transform(self, h):
         """What the last layer's output goes through (nothing here; a final LayerNorm in

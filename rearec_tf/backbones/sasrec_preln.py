@@ -41,9 +41,6 @@ class PreLNSASRecBackbone(SASRecBackbone):
         self.final_norm.build(tf.TensorShape([None, None, self.hidden_size]))
         super().build(input_shape)
 
-    def input_transform(self, x, training=None):
-        return self.input_drop(x, training=training)
-
     def output_transform(self, h):
         return self.final_norm(h)
 
