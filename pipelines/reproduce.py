@@ -46,7 +46,7 @@ import re
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 DEFAULT_DATASETS = ("beauty", "sports", "toys", "yelp", "lastfm", "ml-1m")
@@ -158,6 +158,8 @@ class Settings:
     budget_epochs: Optional[int] = None
     data_dir: Optional[str] = None
     train_args: Tuple[str, ...] = ()
+    dataset_args: Mapping[str, Tuple[str, ...]] = field(default_factory=dict)
+    """Extra training flags of one dataset's runs (after ``train_args``, so they win)."""
 
     def train_argv(self, spec: RunSpec, resume: bool = False) -> List[str]:
         argv = ["--preset", self.preset, "--dataset", spec.dataset, "--method", spec.method,
@@ -168,7 +170,8 @@ class Settings:
             argv += ["--epochs", str(self.budget_epochs)]
         if self.data_dir:
             argv += ["--data-dir", self.data_dir]
-        argv += [*self.train_args, "--run-dir", spec.run_dir, "--verbose", "2"]
+        argv += [*self.train_args, *self.dataset_args.get(spec.dataset, ()),
+                 "--run-dir", spec.run_dir, "--verbose", "2"]
         if resume:
             argv.append("--resume")
         return argv
@@ -975,6 +978,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="default: $REAREC_DATA_DIR")
     p.add_argument("--train-args", default="",
                    help="extra flags for every training run, e.g. '--steps-per-epoch 20'")
+    p.add_argument("--dataset-args", action="append", default=[], metavar="DATASET=FLAGS",
+                   help="extra training flags for one dataset's runs, e.g. "
+                        "'ml-1m=--steps-per-epoch 400' (repeatable)")
     p.add_argument("--analysis-mode", choices=MODES, default="masked",
                    help="masking mode of the per-step, sweep and group analyses")
     p.add_argument("--analysis-batch-size", type=int, default=512)
@@ -1022,8 +1028,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {e.filename}: {e.strerror} (--note/--include take an existing "
               "Markdown file)", file=sys.stderr)
         return 2
+    dataset_args = {}
+    for item in args.dataset_args:
+        ds, sep, flags = item.partition("=")
+        if not sep or ds not in datasets:
+            print(f"error: --dataset-args {item!r}: expected DATASET=FLAGS with DATASET one "
+                  f"of --datasets ({','.join(datasets)})", file=sys.stderr)
+            return 2
+        dataset_args[ds] = tuple(shlex.split(flags))
     settings = Settings(preset=args.preset, budget_epochs=args.budget_epochs,
-                        data_dir=args.data_dir, train_args=tuple(shlex.split(args.train_args)))
+                        data_dir=args.data_dir, train_args=tuple(shlex.split(args.train_args)),
+                        dataset_args=dataset_args)
     backbones = _csv(args.backbones)
     bad = [b for b in backbones if b not in BACKBONE_NAMES]
     if bad or not backbones:
@@ -1077,6 +1092,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             "date": datetime.date.today().isoformat()}
     if settings.train_args:
         meta["budget"] += f" (extra training flags: `{' '.join(settings.train_args)}`)"
+    for ds, flags in dataset_args.items():
+        meta["budget"] += f"; {ds}: `{' '.join(flags)}`"
     text = render_report(rows, datasets, methods, analyses, meta, report_dir,
                          args.analysis_mode, backbone_rows, note=note, includes=includes)
     write_report(args.out, text)

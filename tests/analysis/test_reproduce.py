@@ -28,6 +28,21 @@ def test_dry_run_prints_the_expected_commands(tmp_path, capsys):
     assert not os.path.exists(runs)
 
 
+def test_dataset_args_reach_only_that_datasets_runs(tmp_path, capsys):
+    runs = str(tmp_path / "runs")
+    argv = ["--datasets", "beauty,ml-1m", "--methods", "base", "--grid", "none",
+            "--budget-epochs", "3", "--preset", "small", "--runs-dir", runs,
+            "--train-args", "--patience 2 --steps-per-epoch 9",
+            "--dataset-args", "ml-1m=--steps-per-epoch 400", "--dry-run"]
+    assert rp.main(argv) == 0
+    beauty, ml1m = capsys.readouterr().out.strip().split("\n")[1:]
+    assert "--patience 2 --steps-per-epoch 9 --run-dir" in beauty
+    # after the common flags, so the dataset's value wins (argparse keeps the last)
+    assert "--patience 2 --steps-per-epoch 9 --steps-per-epoch 400 --run-dir" in ml1m
+    assert rp.main(argv[:-3] + ["--dataset-args", "yelp=--epochs 1", "--dry-run"]) == 2
+    assert "DATASET one of --datasets (beauty,ml-1m)" in capsys.readouterr().err
+
+
 def test_paper_grid_sizes_and_done_markers(tmp_path, capsys):
     specs = rp.plan(["beauty"], ["base", "erl", "prl"], [0, 1], "paper", "paper", None,
                     str(tmp_path))
