@@ -1091,9 +1091,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             "planned": len(specs), "done": done,
             "date": datetime.date.today().isoformat()}
     if settings.train_args:
-        meta["budget"] += f" (extra training flags: `{' '.join(settings.train_args)}`)"
+        meta["budget"] += f" (extra training flags: `{shell(*settings.train_args)}`)"
     for ds, flags in dataset_args.items():
-        meta["budget"] += f"; {ds}: `{' '.join(flags)}`"
+        meta["budget"] += f"; {ds}: `{shell(*flags)}`"
     text = render_report(rows, datasets, methods, analyses, meta, report_dir,
                          args.analysis_mode, backbone_rows, note=note, includes=includes)
     write_report(args.out, text)
