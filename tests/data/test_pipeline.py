@@ -1,4 +1,3 @@
-import time
 
 import numpy as np
 import pytest
@@ -116,13 +115,11 @@ def test_beauty_prefix_epoch(data_dir):
     assert num_train_samples(s, "prefix") == 131413
     assert num_train_samples(s, "all") == 22363
     ds = train_dataset(s, 50, 2048, seed=0)
-    t = time.time()
     n = 0
     for b in ds:
         n += int(b["target"].shape[0])
         assert b["item_ids"].shape[1] == 50
     assert n == 131413
-    assert time.time() - t < 20  # ~0.2 s on 2 CPU cores
     b = next(iter(eval_dataset(s.test, 50, 4)))
     # user 1 of Beauty.txt: 1 2 3 4 5 -> test target 5, history 1 2 3 4
     assert b["item_ids"].numpy()[0, -5:].tolist() == [0, 1, 2, 3, 4]

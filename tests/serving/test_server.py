@@ -227,12 +227,10 @@ def _classify(client):
 
 def test_unavailable_is_retried_then_reported():
     port = free_port()
-    t0 = time.time()
     with RecommenderClient(f"127.0.0.1:{port}", timeout=1.0, retries=2, backoff=0.05) as c:
         with pytest.raises(RecommendationError) as e:
             c.status()
     assert e.value.code == "UNAVAILABLE" and e.value.attempts == 3
-    assert time.time() - t0 < 10
 
 
 def test_new_version_under_load_and_interrupted_export(tmp_path, exported, trained_run):
