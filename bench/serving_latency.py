@@ -248,9 +248,11 @@ def main(argv=None) -> int:
     configs = [(b, m, t, sv) for b in bases for m in args.modes
                for t in ([None] if m == "off" else args.batch_timeouts) for sv in servers]
     kinds = {b: "xla" if _export_info(latest_version(b)).get("xla") else "default" for b in bases}
+    # the export's label: its kind, plus its folder when several exports share that kind
+    labels = {b: f"{k} ({b.name})" if list(kinds.values()).count(k) > 1 else k
+              for b, k in kinds.items()}
     for base, on_off, timeout, (server, repo) in configs:
-        kind = kinds[base]
-        export = f"{kind} ({base.name})" if list(kinds.values()).count(kind) > 1 else kind
+        export = labels[base]
         mode = on_off if timeout is None else f"on ({timeout} µs)"
         extra = shlex.split(args.server_args)
         if timeout is not None:
