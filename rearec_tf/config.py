@@ -23,6 +23,7 @@ from typing import Any, Dict, Optional, Tuple
 
 METHODS = ("base", "erl", "prl")
 BACKBONES = ("sasrec", "sasrec_preln", "bert4rec", "gru4rec", "feature")
+QKV_INITS = ("normal", "torch_mha")  # see rearec_tf.layers.attention.qkv_init
 LOSSES = ("full_softmax", "retrieval")
 SAMPLE_MODES = ("prefix", "all")
 SPLITS = ("loo", "timestamp")
@@ -87,6 +88,10 @@ class Config:
     input_dropout: float = 0.2
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
+    qkv_init: str = "normal"
+    """Query/key/value kernel init (Transformer backbones): ``normal`` = N(0,
+    initializer_range) like every weight (SPEC §2); ``torch_mha`` = PyTorch
+    ``nn.MultiheadAttention``'s default U(±√(6/4d)), as the SASRec reference code trains."""
 
     # ------------------------------------------------------------ reasoning
     method: str = "base"
@@ -167,6 +172,7 @@ class Config:
         check(isinstance(self.micro_batches, int) and 1 <= self.micro_batches <= self.batch_size,
               f"micro_batches={self.micro_batches!r}; use an integer from 1 (off) to batch_size")
         check(self.backbone in BACKBONES, f"backbone={self.backbone!r}; choose one of {BACKBONES}")
+        check(self.qkv_init in QKV_INITS, f"qkv_init={self.qkv_init!r}; choose one of {QKV_INITS}")
         check(self.feature_adapter in ("linear", "mlp", "moe"),
               f"feature_adapter={self.feature_adapter!r}; choose linear, mlp or moe")
         check(self.backbone != "feature" or self.item_features,

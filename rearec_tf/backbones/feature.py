@@ -281,7 +281,8 @@ class FeatureBackbone(SASRecBackbone):
                    hidden_dropout=config.hidden_dropout,
                    attention_dropout=config.attention_dropout,
                    input_dropout=config.input_dropout, layer_norm_eps=config.layer_norm_eps,
-                   initializer_range=config.initializer_range, name=name)
+                   initializer_range=config.initializer_range, qkv_init=config.qkv_init,
+                   name=name)
 
 
 def item_features_from_checkpoint(path: str, num_items: int):

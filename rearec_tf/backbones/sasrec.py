@@ -40,7 +40,7 @@ class SASRecBackbone(SequentialBackbone):
                  num_layers: int = 2, num_heads: int = 2, ffn_size: int = 300,
                  hidden_dropout: float = 0.5, attention_dropout: float = 0.5,
                  input_dropout: float = 0.2, layer_norm_eps: float = 1e-12,
-                 initializer_range: float = 0.02, **kwargs):
+                 initializer_range: float = 0.02, qkv_init: str = "normal", **kwargs):
         super().__init__(**kwargs)
         self.num_items = num_items
         self.max_len = max_len
@@ -53,6 +53,7 @@ class SASRecBackbone(SequentialBackbone):
         self.input_dropout = input_dropout
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
+        self.qkv_init = qkv_init
         self.input_norm = (tf.keras.layers.LayerNormalization(epsilon=layer_norm_eps,
                                                                name="input_norm")
                            if self.input_layer_norm else None)
@@ -60,7 +61,7 @@ class SASRecBackbone(SequentialBackbone):
         self.encoder_layers = [
             self.layer_class(hidden_size, num_heads, ffn_size, hidden_dropout, attention_dropout,
                              layer_norm_eps, initializer_range, salt=10 * (i + 1),
-                             name=f"layer_{i}")
+                             qkv_init=qkv_init, name=f"layer_{i}")
             for i in range(num_layers)
         ]
 
@@ -177,7 +178,7 @@ class SASRecBackbone(SequentialBackbone):
                    num_layers=self.num_layers, num_heads=self.num_heads, ffn_size=self.ffn_size,
                    hidden_dropout=self.hidden_dropout, attention_dropout=self.attention_dropout,
                    input_dropout=self.input_dropout, layer_norm_eps=self.layer_norm_eps,
-                   initializer_range=self.initializer_range)
+                   initializer_range=self.initializer_range, qkv_init=self.qkv_init)
         return cfg
 
     @classmethod
@@ -188,4 +189,5 @@ class SASRecBackbone(SequentialBackbone):
                    ffn_size=config.ffn_size, hidden_dropout=config.hidden_dropout,
                    attention_dropout=config.attention_dropout, input_dropout=config.input_dropout,
                    layer_norm_eps=config.layer_norm_eps,
-                   initializer_range=config.initializer_range, name=name)
+                   initializer_range=config.initializer_range, qkv_init=config.qkv_init,
+                   name=name)

@@ -17,12 +17,32 @@ from typing import Optional, Tuple
 import rearec_tf._env  # noqa: F401
 import tensorflow as tf
 
+from rearec_tf.config import QKV_INITS
 from rearec_tf.layers.randomness import SeededDropout
 
 
 def normal_init(stddev: float) -> tf.keras.initializers.Initializer:
     """N(0, stddev) initializer, a new instance for every weight."""
     return tf.keras.initializers.RandomNormal(stddev=stddev)
+
+
+def qkv_init(kind: str, stddev: float, hidden_size: int) -> tf.keras.initializers.Initializer:
+    """A fresh initializer for one query/key/value kernel. ``kind`` (one of
+    ``rearec_tf.config.QKV_INITS``): ``normal`` = N(0, stddev) like every other weight
+    (the ReaRec release, SPEC §2); ``torch_mha`` = PyTorch ``nn.MultiheadAttention``'s own
+    default, Xavier-uniform over its stacked ``(3d, d)`` in-projection, i.e. U(±√(6/4d)):
+    what the SASRec reference code (pmixer/SASRec.pytorch and the RecSys'23 SASRec-CE code
+    built on it) trains with, since its N(0, 0.02) pass re-initialises only
+    ``nn.Linear``/``nn.Embedding`` modules and the in-projection is neither."""
+    if kind == "normal":
+        return normal_init(stddev)
+    if kind == "torch_mha":
+        bound = (6.0 / (4 * hidden_size)) ** 0.5
+        return tf.keras.initializers.RandomUniform(-bound, bound)
+    raise ValueError(f"unknown qkv_init {kind!r}; choose one of {QKV_INITS}")
+
+
+_qkv_init = qkv_init  # the layer's ``qkv_init`` argument shadows the name inside it
 
 
 def dense_2d(layer: tf.keras.layers.Dense, x: tf.Tensor) -> tf.Tensor:
@@ -55,7 +75,8 @@ class CachedMultiHeadAttention(tf.keras.layers.Layer):
     """
 
     def __init__(self, num_heads: int, hidden_size: int, dropout: float = 0.0,
-                 initializer_range: float = 0.02, salt: int = 0, **kwargs):
+                 initializer_range: float = 0.02, salt: int = 0, qkv_init: str = "normal",
+                 **kwargs):
         super().__init__(**kwargs)
         if hidden_size % num_heads:
             raise ValueError(f"hidden_size={hidden_size} is not divisible by num_heads={num_heads}")
@@ -65,16 +86,20 @@ class CachedMultiHeadAttention(tf.keras.layers.Layer):
         self.dropout = dropout
         self.initializer_range = initializer_range
         self.salt = salt
+        self.qkv_init = qkv_init
+        if qkv_init not in QKV_INITS:
+            raise ValueError(f"unknown qkv_init {qkv_init!r}; choose one of {QKV_INITS}")
 
-        def dense(name):
+        def dense(name, kind="normal"):
             # A fresh initializer per weight: an unseeded Keras initializer instance
             # returns identical values each time it is called.
-            return tf.keras.layers.Dense(hidden_size, name=name, bias_initializer="zeros",
-                                         kernel_initializer=normal_init(initializer_range))
+            return tf.keras.layers.Dense(
+                hidden_size, name=name, bias_initializer="zeros",
+                kernel_initializer=_qkv_init(kind, initializer_range, hidden_size))
 
-        self.query_dense = dense("query")
-        self.key_dense = dense("key")
-        self.value_dense = dense("value")
+        self.query_dense = dense("query", qkv_init)
+        self.key_dense = dense("key", qkv_init)
+        self.value_dense = dense("value", qkv_init)
         self.output_dense = dense("output")
         self.attention_dropout = SeededDropout(dropout, salt=salt)
 
@@ -144,7 +169,7 @@ class CachedMultiHeadAttention(tf.keras.layers.Layer):
         cfg = super().get_config()
         cfg.update(num_heads=self.num_heads, hidden_size=self.hidden_size,
                    dropout=self.dropout, initializer_range=self.initializer_range,
-                   salt=self.salt)
+                   salt=self.salt, qkv_init=self.qkv_init)
         return cfg
 
 

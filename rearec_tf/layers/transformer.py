@@ -31,7 +31,7 @@ class TransformerLayer(tf.keras.layers.Layer):
     def __init__(self, hidden_size: int, num_heads: int, ffn_size: int,
                  hidden_dropout: float = 0.5, attention_dropout: float = 0.5,
                  layer_norm_eps: float = 1e-12, initializer_range: float = 0.02, salt: int = 0,
-                 **kwargs):
+                 qkv_init: str = "normal", **kwargs):
         super().__init__(**kwargs)
         self.hidden_size = hidden_size
         self.num_heads = num_heads
@@ -41,9 +41,10 @@ class TransformerLayer(tf.keras.layers.Layer):
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
         self.salt = salt
+        self.qkv_init = qkv_init
         self.attention = CachedMultiHeadAttention(num_heads, hidden_size, attention_dropout,
                                                   initializer_range, salt=salt + 1,
-                                                  name="attention")
+                                                  qkv_init=qkv_init, name="attention")
         self.attention_norm = tf.keras.layers.LayerNormalization(epsilon=layer_norm_eps,
                                                                  name="attention_norm")
         self.ffn_inner = tf.keras.layers.Dense(ffn_size, kernel_initializer=normal_init(initializer_range), name="ffn_inner")
@@ -82,7 +83,7 @@ class TransformerLayer(tf.keras.layers.Layer):
         cfg.update(hidden_size=self.hidden_size, num_heads=self.num_heads, ffn_size=self.ffn_size,
                    hidden_dropout=self.hidden_dropout, attention_dropout=self.attention_dropout,
                    layer_norm_eps=self.layer_norm_eps, initializer_range=self.initializer_range,
-                   salt=self.salt)
+                   salt=self.salt, qkv_init=self.qkv_init)
         return cfg
 
 

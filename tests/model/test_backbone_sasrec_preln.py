@@ -56,3 +56,40 @@ def test_matches_the_reference_block_layout():
     # and it is not the post-LN SASRec of the same weights
     assert not np.allclose(got[valid], make("sasrec")[0](ids).numpy()[valid], atol=1e-2)
     assert bb.input_norm is None and len(bb.final_norm.weights) == 2
+
+
+def test_torch_mha_init_draws_only_the_query_key_value_kernels_from_pytorchs_default():
+    """``qkv_init='torch_mha'``: Q/K/V kernels ~ U(±√(6/4d)) (PyTorch's Xavier-uniform over
+    its stacked (3d, d) in-projection), every other weight still N(0, initializer_range);
+    the choice survives ``get_config``/``from_config`` and a bad value is refused."""
+    import pytest
+    import tensorflow as tf
+
+    from rearec_tf.backbones.sasrec_preln import PreLNSASRecBackbone
+    from rearec_tf.config import Config
+
+    d = 64
+    cfg = Config(backbone="sasrec_preln", hidden_size=d, num_heads=1, ffn_size=d, max_len=20,
+                 qkv_init="torch_mha")
+    bb = PreLNSASRecBackbone.from_config_object(cfg, num_items=500)
+    bb.build(None)
+    bound = np.sqrt(6 / (4 * d))
+    for layer in bb.encoder_layers:
+        att = layer.attention
+        for dense in (att.query_dense, att.key_dense, att.value_dense):
+            w = dense.kernel.numpy()
+            assert np.abs(w).max() <= bound
+            assert abs(w.std() - bound / np.sqrt(3)) < 0.1 * bound / np.sqrt(3)  # U(±b): b/√3
+        for dense in (att.output_dense, layer.ffn_inner, layer.ffn_outer):
+            assert abs(dense.kernel.numpy().std() - 0.02) < 0.002
+    assert abs(bb.item_embedding.numpy().std() - 0.02) < 0.002
+    clone = PreLNSASRecBackbone.from_config(bb.get_config())
+    assert clone.encoder_layers[0].attention.qkv_init == "torch_mha"
+    plain = PreLNSASRecBackbone.from_config_object(
+        Config(backbone="sasrec_preln", hidden_size=d, num_heads=1, ffn_size=d, max_len=20),
+        num_items=500)
+    plain.build(None)
+    assert abs(plain.encoder_layers[0].attention.query_dense.kernel.numpy().std() - 0.02) < 0.002
+    with pytest.raises(ValueError, match="qkv_init='xavier'.*torch_mha"):
+        Config(qkv_init="xavier")
+    tf.keras.backend.clear_session()
