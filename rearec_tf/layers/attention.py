@@ -26,7 +26,7 @@ def normal_init(stddev: float) -> tf.keras.initializers.Initializer:
     return tf.keras.initializers.RandomNormal(stddev=stddev)
 
 
-def qkv_init(kind: str, stddev: float, hidden_size: int) -> tf.keras.initializers.Initializer:
+def qkv_initializer(kind: str, stddev: float, hidden_size: int) -> tf.keras.initializers.Initializer:
     """A fresh initializer for one query/key/value kernel. ``kind`` (one of
     ``rearec_tf.config.QKV_INITS``): ``normal`` = N(0, stddev) like every other weight
     (the ReaRec release, SPEC §2); ``torch_mha`` = PyTorch ``nn.MultiheadAttention``'s own
@@ -41,8 +41,6 @@ def qkv_init(kind: str, stddev: float, hidden_size: int) -> tf.keras.initializer
         return tf.keras.initializers.RandomUniform(-bound, bound)
     raise ValueError(f"unknown qkv_init {kind!r}; choose one of {QKV_INITS}")
 
-
-_qkv_init = qkv_init  # the layer's ``qkv_init`` argument shadows the name inside it
 
 
 def dense_2d(layer: tf.keras.layers.Dense, x: tf.Tensor) -> tf.Tensor:
@@ -86,16 +84,14 @@ class CachedMultiHeadAttention(tf.keras.layers.Layer):
         self.dropout = dropout
         self.initializer_range = initializer_range
         self.salt = salt
-        self.qkv_init = qkv_init
-        if qkv_init not in QKV_INITS:
-            raise ValueError(f"unknown qkv_init {qkv_init!r}; choose one of {QKV_INITS}")
+        self.qkv_init = qkv_init  # checked by qkv_initializer
 
         def dense(name, kind="normal"):
             # A fresh initializer per weight: an unseeded Keras initializer instance
             # returns identical values each time it is called.
             return tf.keras.layers.Dense(
                 hidden_size, name=name, bias_initializer="zeros",
-                kernel_initializer=_qkv_init(kind, initializer_range, hidden_size))
+                kernel_initializer=qkv_initializer(kind, initializer_range, hidden_size))
 
         self.query_dense = dense("query", qkv_init)
         self.key_dense = dense("key", qkv_init)
