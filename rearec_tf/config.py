@@ -23,7 +23,7 @@ from typing import Any, Dict, Optional, Tuple
 
 METHODS = ("base", "erl", "prl")
 BACKBONES = ("sasrec", "sasrec_preln", "bert4rec", "gru4rec", "feature")
-QKV_INITS = ("normal", "torch_mha")  # see rearec_tf.layers.attention.qkv_init
+QKV_INITS = ("normal", "torch_mha")  # see rearec_tf.layers.attention.qkv_initializer
 LOSSES = ("full_softmax", "retrieval")
 SAMPLE_MODES = ("prefix", "all")
 SPLITS = ("loo", "timestamp")
@@ -260,8 +260,8 @@ class Config:
         batch 2048, prefix samples (the release). ``ml1m``: the ML-1M literature's
         SASRec-CE as the RecSys'23 anchor code trains it (pre-LN ``sasrec_preln`` block,
         d=64, 1 head, ffn 64, dropout 0.1, PyTorch's attention init, max_len 200,
-        all-position loss over shuffled full-width batches, Adam 1e-3, batch 128). ``small``: d=64 with
-        the paper's other settings."""
+        all-position loss over shuffled full-width batches, Adam 1e-3, batch 128).
+        ``small``: d=64 with the paper's other settings."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})

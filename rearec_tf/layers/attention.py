@@ -42,7 +42,6 @@ def qkv_initializer(kind: str, stddev: float, hidden_size: int) -> tf.keras.init
     raise ValueError(f"unknown qkv_init {kind!r}; choose one of {QKV_INITS}")
 
 
-
 def dense_2d(layer: tf.keras.layers.Dense, x: tf.Tensor) -> tf.Tensor:
     """Apply a Dense layer to ``(..., d_in)`` as one 2-D matmul. Keras would use a
     ``Tensordot`` with a shape computed at run time, which XLA cannot compile inside the

@@ -3,8 +3,13 @@ transcription of it (√d item embeddings, queries from LayerNorm(h) and keys/va
 h, residuals from the normalised input, ReLU FFN, final LayerNorm), with padding keys
 masked out."""
 import numpy as np
+import pytest
 
 import rearec_tf  # noqa: F401
+import tensorflow as tf
+
+from rearec_tf.backbones.sasrec_preln import PreLNSASRecBackbone
+from rearec_tf.config import Config
 
 from _backbones import D, batch, make
 
@@ -62,12 +67,6 @@ def test_torch_mha_init_draws_only_the_query_key_value_kernels_from_pytorchs_def
     """``qkv_init='torch_mha'``: Q/K/V kernels ~ U(±√(6/4d)) (PyTorch's Xavier-uniform over
     its stacked (3d, d) in-projection), every other weight still N(0, initializer_range);
     the choice survives ``get_config``/``from_config`` and a bad value is refused."""
-    import pytest
-    import tensorflow as tf
-
-    from rearec_tf.backbones.sasrec_preln import PreLNSASRecBackbone
-    from rearec_tf.config import Config
-
     d = 64
     cfg = Config(backbone="sasrec_preln", hidden_size=d, num_heads=1, ffn_size=d, max_len=20,
                  qkv_init="torch_mha")
