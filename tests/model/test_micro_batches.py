@@ -46,7 +46,10 @@ def test_accumulated_update_equals_whole_batch(method, n, micro):
         moved += int(np.abs(w - b).max() > 1e-6)
     assert moved >= 5  # the check compares real updates, not untouched weights
     for key in ("loss", "loss_rec") + (("loss_kl",) if method == "erl" else ()):
-        np.testing.assert_allclose(logs_acc[key], logs_whole[key], rtol=1e-5, err_msg=key)
+        # atol: the KL at initialisation is ~6e-6, a difference of near-equal terms, so its
+        # last digits move with the summation order (1.1e-8 apart on some CPUs)
+        np.testing.assert_allclose(logs_acc[key], logs_whole[key], rtol=1e-5, atol=1e-7,
+                                   err_msg=key)
 
 
 def test_micro_batches_draw_their_own_dropout_masks_and_train():
