@@ -85,17 +85,16 @@ class CachedMultiHeadAttention(tf.keras.layers.Layer):
         self.salt = salt
         self.qkv_init = qkv_init  # checked by qkv_initializer
 
-        def dense(name, kind="normal"):
+        def dense(name, initializer):
             # A fresh initializer per weight: an unseeded Keras initializer instance
             # returns identical values each time it is called.
-            return tf.keras.layers.Dense(
-                hidden_size, name=name, bias_initializer="zeros",
-                kernel_initializer=qkv_initializer(kind, initializer_range, hidden_size))
+            return tf.keras.layers.Dense(hidden_size, name=name, bias_initializer="zeros",
+                                         kernel_initializer=initializer)
 
-        self.query_dense = dense("query", qkv_init)
-        self.key_dense = dense("key", qkv_init)
-        self.value_dense = dense("value", qkv_init)
-        self.output_dense = dense("output")
+        self.query_dense, self.key_dense, self.value_dense = (
+            dense(name, qkv_initializer(qkv_init, initializer_range, hidden_size))
+            for name in ("query", "key", "value"))
+        self.output_dense = dense("output", normal_init(initializer_range))
         self.attention_dropout = SeededDropout(dropout, salt=salt)
 
     def build(self, input_shape):
