@@ -46,8 +46,11 @@ def dense_2d(layer: tf.keras.layers.Dense, x: tf.Tensor) -> tf.Tensor:
     """Apply a Dense layer to ``(..., d_in)`` as one 2-D matmul. Keras would use a
     ``Tensordot`` with a shape computed at run time, which XLA cannot compile inside the
     gradient of a ``tf.while_loop``; a reshape to 2-D avoids it."""
-    shape = tf.shape(x)
     y = layer(tf.reshape(x, [-1, x.shape[-1]]))
+    inner = x.shape.as_list()[1:-1]
+    if None not in inner:  # e.g. one reasoning token (B, 1, d): a static reshape, no shape ops
+        return tf.reshape(y, [-1] + inner + [layer.units])
+    shape = tf.shape(x)
     return tf.reshape(y, tf.concat([shape[:-1], [layer.units]], axis=0))
 
 
@@ -103,6 +106,8 @@ class CachedMultiHeadAttention(tf.keras.layers.Layer):
         super().build(input_shape)
 
     def _split_heads(self, x: tf.Tensor) -> tf.Tensor:
+        if x.shape[1] is not None:  # one reasoning token: a static reshape
+            return tf.reshape(x, [-1, x.shape[1], self.num_heads, self.head_dim])
         b, t = tf.shape(x)[0], tf.shape(x)[1]
         return tf.reshape(x, [b, t, self.num_heads, self.head_dim])
 
@@ -154,8 +159,7 @@ class CachedMultiHeadAttention(tf.keras.layers.Layer):
         length = tf.shape(key_items)[2]
         context = (tf.matmul(probs[..., :length], value_items)
                    + tf.matmul(probs[..., length:], tf.transpose(value_reason, [0, 2, 1, 3])))
-        b = tf.shape(context)[0]
-        context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [b, 1, self.hidden_size])
+        context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [-1, 1, self.hidden_size])
         return dense_2d(self.output_dense, context), (key_items, value_items, key_reason,
                                                       value_reason)
 
