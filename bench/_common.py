@@ -10,6 +10,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS = os.path.join(ROOT, "BENCHMARKS.md")
 
 
+def git_commit(repo) -> str:
+    """Short hash of the checkout ``repo``'s HEAD ("?" outside git)."""
+    out = subprocess.run(["git", "-C", str(repo), "log", "-1", "--format=%h"], capture_output=True,
+                         text=True)
+    return out.stdout.strip() or "?"
+
+
 def machine() -> str:
     cpu = platform.processor() or ""
     try:

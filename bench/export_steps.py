@@ -26,7 +26,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench._common import publish  # noqa: E402
+from bench._common import git_commit, publish  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -61,12 +61,6 @@ def measure(paths, batch_sizes, max_steps: int, calls: int, repeats: int, seed: 
             for o, t in zip(out, times):
                 o[(b, k)] = float(np.median(t))
     return out
-
-
-def _commit(path: str) -> str:
-    out = subprocess.run(["git", "-C", path, "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True)
-    return out.stdout.strip() or "?"
 
 
 def main(argv=None) -> int:
@@ -111,7 +105,7 @@ def main(argv=None) -> int:
             f"called in process on the loaded SavedModel, 20-item histories; median of "
             f"{a.repeats} × {a.calls} calls per cell, the exports timed in turn."
             + (f" Baseline: the default export written by the checkout `{a.baseline_checkout}` "
-               f"(commit {_commit(a.baseline_checkout)})." if base_cols else "")
+               f"(commit {git_commit(a.baseline_checkout)})." if base_cols else "")
             + "\n\n" + "\n".join(rows))
     publish("Serving: cost of reasoning steps per call, default vs `export --xla`", body, a.no_write)
     return 0

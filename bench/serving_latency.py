@@ -46,6 +46,7 @@ import numpy as np
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench._common import git_commit  # noqa: E402
 from serving.client import RecommenderClient  # noqa: E402
 
 
@@ -112,12 +113,6 @@ def stop_server(proc, log) -> int:
         proc.wait()
     log.close()
     return proc.returncode
-
-
-def _commit(repo) -> str:
-    out = subprocess.run(["git", "-C", str(repo), "log", "-1", "--format=%h"], capture_output=True,
-                         text=True)
-    return out.stdout.strip() or "?"
 
 
 def _dirty(repo) -> bool:
@@ -223,7 +218,7 @@ def main(argv=None) -> int:
         if not (other / "serving" / "server.py").exists():
             p.error(f"--baseline-server {other}: no serving/server.py there (give a checkout "
                     f"of this repo, e.g. `git worktree add {other} HEAD~1`)")
-        servers.append((f"baseline {_commit(other)}", other))
+        servers.append((f"baseline {git_commit(other)}", other))
 
     tmp = None
     if args.run_dir:
@@ -299,7 +294,7 @@ def main(argv=None) -> int:
         "server on the same machine (the client threads share the CPU)",
         f"- server flags: `{args.server_args or '(defaults)'}`; export `xla` = `rearec_tf.export --xla`; "
         + ("server: `this` = this checkout's serving.server "
-           f"({_commit(REPO)}{', uncommitted changes' if _dirty(REPO) else ''}), `baseline` = "
+           f"({git_commit(REPO)}{', uncommitted changes' if _dirty(REPO) else ''}), `baseline` = "
            f"`{args.baseline_server}`'s; p99 ratio = this row's p99 / the baseline server's p99 at "
            "the same export, batching and concurrency; " if args.baseline_server else
            "p99 ratio = this row's p99 / the first export's p99 at the same batching and concurrency; ")
