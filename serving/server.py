@@ -100,6 +100,26 @@ def _tf_error_message(e: tf.errors.OpError) -> str:
 
 
 # ------------------------------------------------------------------ servables
+class InputSpec(NamedTuple):
+    """One signature input, decoded once from its ``TensorInfo`` (the request path then
+    compares plain ints and tuples instead of reading protos and ``tf.DType`` objects)."""
+
+    dtype: int  # types_pb2 enum
+    tf_dtype: Optional[tf.DType]  # None for an enum TensorFlow has no DType for
+    dims: Optional[Tuple[int, ...]]  # None = unknown rank; -1 = any size
+    batched: bool  # known rank >= 1 whose dimension 0 is free: the batch dimension
+
+    @classmethod
+    def of(cls, info) -> "InputSpec":
+        shape = info.tensor_shape
+        dims = None if shape.unknown_rank else tuple(d.size for d in shape.dim)
+        try:
+            tf_dtype = tf.as_dtype(info.dtype)
+        except TypeError:
+            tf_dtype = None
+        return cls(info.dtype, tf_dtype, dims, bool(dims) and dims[0] == -1)
+
+
 @dataclass
 class Servable:
     """One loaded version of the model."""
@@ -111,6 +131,8 @@ class Servable:
     functions: Dict[str, object] = field(default_factory=dict)
     # (signature, input alias) -> the signature's default value, decoded once (read-only)
     defaults: Dict[Tuple[str, str], np.ndarray] = field(default_factory=dict)
+    # signature -> input alias -> its spec
+    specs: Dict[str, Dict[str, InputSpec]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, version: int, path: str) -> "Servable":
@@ -129,7 +151,9 @@ class Servable:
                 arr = to_ndarray(proto)
                 arr.flags.writeable = False
                 defaults[(name, alias)] = arr
-        return cls(version, path, loaded, sigdefs, functions, defaults)
+        specs = {name: {alias: InputSpec.of(info) for alias, info in sd.inputs.items()}
+                 for name, sd in sigdefs.items()}
+        return cls(version, path, loaded, sigdefs, functions, defaults, specs)
 
 
 @dataclass
@@ -148,12 +172,17 @@ def to_ndarray(proto) -> np.ndarray:
         return tf.make_ndarray(proto)
 
 
-def to_tensor_proto(arr: np.ndarray):
-    """A response array as a ``TensorProto`` (fast converter, else TensorFlow's)."""
+def to_tensor_proto(arr: np.ndarray, out=None):
+    """A response array as a ``TensorProto`` (fast converter, else TensorFlow's), written
+    into ``out`` (an empty ``TensorProto``) when given."""
     try:
-        return make_tensor_proto(arr)
+        return make_tensor_proto(arr, out)
     except TypeError:
-        return tf.make_tensor_proto(arr)
+        proto = tf.make_tensor_proto(arr)
+        if out is None:
+            return proto
+        out.CopyFrom(proto)
+        return out
 
 
 def _dtype_name(dt: int) -> str:
@@ -167,71 +196,67 @@ def resolve_inputs(servable: Servable, signature_name: str, inputs: Dict[str, ob
                    limits: Limits) -> Dict[str, np.ndarray]:
     """Validate request tensors (TensorProtos or numpy arrays) against the signature and
     fill defaults. Returns numpy arrays keyed by input alias."""
-    sig = servable.signature_defs.get(signature_name)
-    if sig is None or signature_name not in servable.functions:
+    specs = servable.specs.get(signature_name)
+    if specs is None or signature_name not in servable.functions:
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                            f"Serving signature name: \"{signature_name}\" not found in signature def; "
                            f"available: {sorted(servable.functions)}")
     out: Dict[str, np.ndarray] = {}
     for alias, value in inputs.items():
-        if alias not in sig.inputs:
+        spec = specs.get(alias)
+        if spec is None:
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"input tensor alias not found in signature: {alias}. Inputs expected "
-                               f"to be in the set {{{','.join(sorted(sig.inputs))}}}.")
-        info = sig.inputs[alias]
-        want = tf.as_dtype(info.dtype)
+                               f"to be in the set {{{','.join(sorted(specs))}}}.")
         if isinstance(value, np.ndarray):
             arr = value
             got = tf.as_dtype(arr.dtype) if arr.dtype != object else tf.string
-        else:
-            got_dt = value.dtype
-            if got_dt != info.dtype:
+            if got != spec.tf_dtype:
                 raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   f"Expects arg[{alias}] to be {_dtype_name(info.dtype)} but "
-                                   f"{_dtype_name(got_dt)} is provided")
+                                   f"Expects arg[{alias}] to be {_dtype_name(spec.dtype)} but "
+                                   f"{got.name} is provided")
+        else:
+            if value.dtype != spec.dtype:
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"Expects arg[{alias}] to be {_dtype_name(spec.dtype)} but "
+                                   f"{_dtype_name(value.dtype)} is provided")
             try:
                 arr = to_ndarray(value)
             except Exception as e:  # noqa: BLE001 - malformed TensorProto
                 raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                    f"input {alias}: malformed tensor: {e}") from None
-            got = want
-        if got != want:
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                               f"Expects arg[{alias}] to be {want.name} but {got.name} is provided")
-        _check_shape(alias, arr, info, limits)
+        _check_shape(alias, arr, spec, limits)
         out[alias] = arr
-    for alias in sig.inputs:
-        if alias in out:
-            continue
-        if (signature_name, alias) in servable.defaults:
-            out[alias] = servable.defaults[(signature_name, alias)]
-        else:
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                               f"Signature input alias: {alias} not found in request and no default "
-                               f"value provided. Inputs expected to be in the request "
-                               f"{{{','.join(sorted(sig.inputs))}}}")
-    batches = {a: v.shape[0] for a, v in out.items()
-               if v.ndim >= 1 and not sig.inputs[a].tensor_shape.unknown_rank
-               and sig.inputs[a].tensor_shape.dim[0].size == -1}
+    if len(out) < len(specs):
+        for alias in specs:
+            if alias in out:
+                continue
+            if (signature_name, alias) in servable.defaults:
+                out[alias] = servable.defaults[(signature_name, alias)]
+            else:
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"Signature input alias: {alias} not found in request and no "
+                                   f"default value provided. Inputs expected to be in the request "
+                                   f"{{{','.join(sorted(specs))}}}")
+    batches = {a: v.shape[0] for a, v in out.items() if v.ndim >= 1 and specs[a].batched}
     if len(set(batches.values())) > 1:
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                            f"inputs must have the same batch size (dimension 0), got {batches}")
     return out
 
 
-def _check_shape(alias: str, arr: np.ndarray, info, limits: Limits) -> None:
-    shape = info.tensor_shape
-    if not shape.unknown_rank:
-        rank = len(shape.dim)
-        if arr.ndim != rank:
+def _check_shape(alias: str, arr: np.ndarray, spec: InputSpec, limits: Limits) -> None:
+    dims = spec.dims
+    if dims is not None:
+        if arr.ndim != len(dims):
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                               f"input {alias} must have rank {rank} (shape "
-                               f"{[d.size if d.size >= 0 else None for d in shape.dim]}), got shape "
+                               f"input {alias} must have rank {len(dims)} (shape "
+                               f"{[d if d >= 0 else None for d in dims]}), got shape "
                                f"{list(arr.shape)}")
-        for i, d in enumerate(shape.dim):
-            if d.size >= 0 and arr.shape[i] != d.size:
+        for i, d in enumerate(dims):
+            if d >= 0 and arr.shape[i] != d:
                 raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   f"input {alias}: dimension {i} must be {d.size}, got {arr.shape[i]}")
+                                   f"input {alias}: dimension {i} must be {d}, got {arr.shape[i]}")
     if arr.ndim >= 1 and arr.shape[0] > limits.max_batch_size:
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                            f"input {alias}: batch size {arr.shape[0]} exceeds the limit "
@@ -249,9 +274,9 @@ def _check_shape(alias: str, arr: np.ndarray, info, limits: Limits) -> None:
 def run_signature(servable: Servable, signature_name: str, arrays: Dict[str, np.ndarray]
                   ) -> Dict[str, np.ndarray]:
     fn = servable.functions[signature_name]
-    inputs = servable.signature_defs[signature_name].inputs
+    specs = servable.specs[signature_name]
     try:
-        outputs = fn(**{k: tf.constant(v, dtype=tf.as_dtype(inputs[k].dtype)) for k, v in arrays.items()})
+        outputs = fn(**{k: tf.constant(v, dtype=specs[k].tf_dtype) for k, v in arrays.items()})
     except tf.errors.OpError as e:
         raise ServingError(_tf_error_code(e), _tf_error_message(e)) from None
     except (TypeError, ValueError) as e:
@@ -413,13 +438,11 @@ class Batcher:
 
     @staticmethod
     def _key(servable: Servable, sig: str, arrays: Dict[str, np.ndarray]):
-        sd = servable.signature_defs[sig]
+        specs = servable.specs[sig]
         parts = []
         for a in sorted(arrays):
             v = arrays[a]
-            shape = sd.inputs[a].tensor_shape
-            batched = v.ndim >= 1 and not shape.unknown_rank and shape.dim[0].size == -1
-            if batched:
+            if v.ndim >= 1 and specs[a].batched:
                 parts.append((a, "B", v.dtype.str, v.shape[1:]))
             else:
                 parts.append((a, "S", v.dtype.str, v.shape, v.tobytes() if v.dtype != object
@@ -477,11 +500,10 @@ class Batcher:
             except Exception as e:  # noqa: BLE001
                 group[0].future.set_exception(e)
             return
-        sd = servable.signature_defs[sig]
+        specs = servable.specs[sig]
         merged = {}
         for a, v in group[0].arrays.items():
-            shape = sd.inputs[a].tensor_shape
-            if v.ndim >= 1 and not shape.unknown_rank and shape.dim[0].size == -1:
+            if v.ndim >= 1 and specs[a].batched:
                 merged[a] = np.concatenate([t.arrays[a] for t in group], axis=0)
             else:
                 merged[a] = v
@@ -581,7 +603,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         resp.model_spec.version.value = s.version
         resp.model_spec.signature_name = sig
         for k, v in out.items():
-            resp.outputs[k].CopyFrom(to_tensor_proto(v))
+            to_tensor_proto(v, resp.outputs[k])
         return resp
 
     @_grpc_call

@@ -20,9 +20,10 @@ converters. This module imports no TensorFlow Python code, so the client stays l
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import numpy as np
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 
 __all__ = ["make_tensor_proto", "tensor_proto_to_ndarray", "NP_TO_DT", "DT_TO_NP"]
 
@@ -35,13 +36,17 @@ _VAL_FIELD = {types_pb2.DT_FLOAT: "float_val", types_pb2.DT_DOUBLE: "double_val"
               types_pb2.DT_BOOL: "bool_val"}
 
 
-def make_tensor_proto(value) -> tensor_pb2.TensorProto:
+def make_tensor_proto(value, out: Optional[tensor_pb2.TensorProto] = None
+                      ) -> tensor_pb2.TensorProto:
     """A numpy-convertible value as a ``TensorProto``: numbers as ``tensor_content``,
-    strings (``str`` encoded as UTF-8, or ``bytes``) as ``string_val``."""
+    strings (``str`` encoded as UTF-8, or ``bytes``) as ``string_val``. ``out``: an
+    empty ``TensorProto`` to fill and return instead of a new one (e.g. a response's
+    ``outputs[name]``, which saves a copy)."""
     arr = np.asarray(value)
-    proto = tensor_pb2.TensorProto()
-    proto.tensor_shape.CopyFrom(tensor_shape_pb2.TensorShapeProto(
-        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in arr.shape]))
+    proto = tensor_pb2.TensorProto() if out is None else out
+    dims = proto.tensor_shape.dim
+    for d in arr.shape:
+        dims.add().size = d
     if arr.dtype.kind in "OUS":
         proto.dtype = types_pb2.DT_STRING
         proto.string_val.extend(x if isinstance(x, bytes) else str(x).encode("utf-8")

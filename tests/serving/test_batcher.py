@@ -17,7 +17,8 @@ def _servable():
     shape = sd.inputs["x"].tensor_shape
     shape.dim.add(size=-1)
     shape.dim.add(size=1)
-    return types.SimpleNamespace(version=1, signature_defs={"s": sd})
+    return types.SimpleNamespace(version=1, signature_defs={"s": sd},
+                                 specs={"s": {"x": server.InputSpec.of(sd.inputs["x"])}})
 
 
 def _wait(cond, seconds=10.0):
