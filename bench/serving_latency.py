@@ -11,9 +11,12 @@
 
 With ``--run-dir`` the run is exported twice by default, without and with ``--xla``, and
 both are measured in the same run (the table gives p99 ratios against the default
-export). For each (batching, concurrency) it starts no new server: one server per export
-and batching mode is started on 127.0.0.1 and a free port, warmed up, then ``concurrency`` threads send
-requests back to back for ``--duration`` seconds (each thread its own channel). Reports
+export). One server per export, batching mode, timeout and checkout is started on
+127.0.0.1 and a free port, all of them before the first measurement; then for each
+concurrency and each of ``--repeats`` rounds every server is measured in turn:
+``concurrency`` threads send requests back to back for ``--duration`` seconds (each
+thread its own channel). Interleaving the servers this way makes their ratios robust to
+the host's swings of speed, which on these machines move a p99 by ±20 % within minutes. Reports
 p50/p95/p99 latency (ms) and throughput (requests/s) of successful requests, the
 error count, and the CPU time per request of the server process and of the client
 process (where a closed loop on 2 cores spends its time). Histories are random
@@ -21,8 +24,8 @@ vocabulary ids of fixed length (so requests are batchable). ``--batch-timeouts``
 batching with each ``--batch_timeout_micros`` given (one server each; 0 = no waiting, what
 queued while the previous batch ran is merged). ``--baseline-server CHECKOUT`` also runs
 the ``serving.server`` of another checkout of this repo (e.g. ``git worktree add
-/tmp/rearec-prev HEAD~1``) on the same exports and levels, right after this checkout's,
-so a server change is measured as a ratio in one run.
+/tmp/rearec-prev HEAD~1``) on the same exports and levels, interleaved with this
+checkout's, so a server change is measured as a ratio in one run.
 """
 from __future__ import annotations
 
@@ -246,32 +249,41 @@ def main(argv=None) -> int:
     # the export's label: its kind, plus its folder when several exports share that kind
     labels = {b: f"{k} ({b.name})" if list(kinds.values()).count(k) > 1 else k
               for b, k in kinds.items()}
-    for base, on_off, timeout, (server, repo) in configs:
-        export = labels[base]
-        mode = on_off if timeout is None else f"on ({timeout} µs)"
-        extra = shlex.split(args.server_args)
-        if timeout is not None:
-            extra += ["--batch_timeout_micros", str(timeout)]
-        proc, address, log = start_server(
-            base, on_off == "on", logdir / f"server-{export}-{on_off}-{timeout}-{len(results)}.log",
-            extra, repo)
-        try:
-            for c in args.concurrency:
-                runs = [run_level(address, histories, c, args.duration, args.k, args.signature,
-                                  args.batch, proc.pid) for _ in range(max(1, args.repeats))]
-                r = {key: float(np.median([x[key] for x in runs]))
+    # Every server is started first; then, level by level and repeat by repeat, each server
+    # is measured in turn, so the host's changes of speed (large here) fall on all alike.
+    running = []
+    try:
+        for base, on_off, timeout, (server, repo) in configs:
+            extra = shlex.split(args.server_args)
+            if timeout is not None:
+                extra += ["--batch_timeout_micros", str(timeout)]
+            proc, address, log = start_server(
+                base, on_off == "on", logdir / f"server-{labels[base]}-{on_off}-{timeout}-{server}.log",
+                extra, repo)
+            mode = on_off if timeout is None else f"on ({timeout} µs)"
+            running.append((dict(export=labels[base], batching=mode, server=server), proc, address, log))
+        for c in args.concurrency:
+            runs = [[] for _ in running]
+            for _ in range(max(1, args.repeats)):
+                for (_, proc, address, _), rs in zip(running, runs):
+                    rs.append(run_level(address, histories, c, args.duration, args.k, args.signature,
+                                        args.batch, proc.pid))
+            for (label, _, _, _), rs in zip(running, runs):
+                r = {key: float(np.median([x[key] for x in rs]))
                      for key in ("p50_ms", "p95_ms", "p99_ms", "rps", "server_cpu_ms",
                                  "client_cpu_ms")}
-                r.update(concurrency=c, requests=sum(x["requests"] for x in runs),
-                         errors=sum(x["errors"] for x in runs))
-                r["p99_range"] = (min(x["p99_ms"] for x in runs), max(x["p99_ms"] for x in runs))
-                r["batching"], r["export"], r["server"] = mode, export, server
+                r.update(concurrency=c, requests=sum(x["requests"] for x in rs),
+                         errors=sum(x["errors"] for x in rs), p99_runs=[x["p99_ms"] for x in rs])
+                r["p99_range"] = (min(r["p99_runs"]), max(r["p99_runs"]))
+                r.update(label)
                 results.append(r)
-                print(f"server={server} export={export} batching={mode} concurrency={c:3d}  p50={r['p50_ms']:.2f}ms "
+                print(f"server={r['server']} export={r['export']} batching={r['batching']} "
+                      f"concurrency={c:3d}  p50={r['p50_ms']:.2f}ms "
                       f"p95={r['p95_ms']:.2f}ms p99={r['p99_ms']:.2f}ms  {r['rps']:.1f} req/s  "
                       f"errors={r['errors']}  CPU/request: server {r['server_cpu_ms']:.2f}ms "
                       f"client {r['client_cpu_ms']:.2f}ms", flush=True)
-        finally:
+    finally:
+        for _, proc, _, log in running:
             code = stop_server(proc, log)
             if code != 0:
                 print(f"warning: server exited {code} (log {logdir})", file=sys.stderr)
@@ -295,9 +307,11 @@ def main(argv=None) -> int:
         f"- server flags: `{args.server_args or '(defaults)'}`; export `xla` = `rearec_tf.export --xla`; "
         + ("server: `this` = this checkout's serving.server "
            f"({git_commit(REPO)}{', uncommitted changes' if _dirty(REPO) else ''}), `baseline` = "
-           f"`{args.baseline_server}`'s; p99 ratio = this row's p99 / the baseline server's p99 at "
-           "the same export, batching and concurrency; " if args.baseline_server else
-           "p99 ratio = this row's p99 / the first export's p99 at the same batching and concurrency; ")
+           f"`{args.baseline_server}`'s; p99 ratio = median over the repeats of this row's p99 / the "
+           "baseline server's p99 at the same export, batching and concurrency; " if args.baseline_server else
+           "p99 ratio = median over the repeats of this row's p99 / the first export's p99 at the same "
+           "batching and concurrency; ")
+        + "all servers run at once and each repeat measures them in turn; "
         +
         "CPU ms/req = CPU time of the server process / of the client process (all threads) during "
         "the level, per successful request",
@@ -314,10 +328,12 @@ def main(argv=None) -> int:
     def is_ref(r):
         return r["server"] != "this" if args.baseline_server else r["export"] == first
 
-    ref = {ref_key(r): r["p99_ms"] for r in results if is_ref(r)}
+    ref = {ref_key(r): r["p99_runs"] for r in results if is_ref(r)}
     for r in results:
-        base_p99 = ref.get(ref_key(r))
-        ratio = f"{r['p99_ms'] / base_p99:.2f}" if base_p99 else "—"
+        base_runs = ref.get(ref_key(r))
+        # the median of the per-repeat ratios: repeat i of both rows ran back to back
+        ratio = (f"{np.median(np.array(r['p99_runs']) / np.array(base_runs)):.2f}"
+                 if base_runs else "—")
         lines.append(f"| {r['server']} | {r['export']} | {r['batching']} | {r['concurrency']} | {r['requests']} | "
                      f"{r['errors']} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f} | "
                      f"{r['p99_range'][0]:.1f}–{r['p99_range'][1]:.1f} | {r['rps']:.1f} | {ratio} | "
