@@ -227,17 +227,16 @@ def resolve_inputs(servable: Servable, signature_name: str, inputs: Dict[str, ob
                                    f"input {alias}: malformed tensor: {e}") from None
         _check_shape(alias, arr, spec, limits)
         out[alias] = arr
-    if len(out) < len(specs):
-        for alias in specs:
-            if alias in out:
-                continue
-            if (signature_name, alias) in servable.defaults:
-                out[alias] = servable.defaults[(signature_name, alias)]
-            else:
-                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   f"Signature input alias: {alias} not found in request and no "
-                                   f"default value provided. Inputs expected to be in the request "
-                                   f"{{{','.join(sorted(specs))}}}")
+    for alias in specs:
+        if alias in out:
+            continue
+        if (signature_name, alias) in servable.defaults:
+            out[alias] = servable.defaults[(signature_name, alias)]
+        else:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"Signature input alias: {alias} not found in request and no default "
+                               f"value provided. Inputs expected to be in the request "
+                               f"{{{','.join(sorted(specs))}}}")
     batches = {a: v.shape[0] for a, v in out.items() if v.ndim >= 1 and specs[a].batched}
     if len(set(batches.values())) > 1:
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
