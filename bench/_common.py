@@ -3,6 +3,7 @@ import datetime
 import os
 import platform
 import resource
+import shlex
 import subprocess
 import sys
 
@@ -59,7 +60,9 @@ def publish(title: str, body: str, no_write: bool) -> None:
 
 
 def command() -> str:
-    return "python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
+    """The running bench script's command line, quoted so that it can be pasted back."""
+    return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT)]
+                                + sys.argv[1:])
 
 
 def append_section(title: str, body: str) -> None:

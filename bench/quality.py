@@ -46,7 +46,8 @@ def _disambiguate(rows) -> None:
                        if k not in ignore and len({json.dumps(x[1].get(k)) for x in same}) > 1})
         if keys:
             for r in same:
-                r[0] += " (" + ", ".join(f"{k} {r[1].get(k)}" for k in keys) + ")"
+                r[0] += " (" + ", ".join(
+                    f"{k} {'default' if r[1].get(k) is None else r[1].get(k)}" for k in keys) + ")"
 
 
 def main(argv=None):
