@@ -6,6 +6,7 @@ import resource
 import shlex
 import subprocess
 import sys
+from typing import Optional, Sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS = os.path.join(ROOT, "BENCHMARKS.md")
@@ -59,10 +60,12 @@ def publish(title: str, body: str, no_write: bool) -> None:
         append_section(title, body)
 
 
-def command() -> str:
-    """The running bench script's command line, quoted so that it can be pasted back."""
-    return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT)]
-                                + sys.argv[1:])
+def command(script: Optional[str] = None, argv: Optional[Sequence[str]] = None) -> str:
+    """The bench command line (``script``, default ``sys.argv[0]``; ``argv``, default
+    ``sys.argv[1:]``), quoted so that it can be pasted back."""
+    script = sys.argv[0] if script is None else script
+    argv = sys.argv[1:] if argv is None else argv
+    return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(script, ROOT), *argv])
 
 
 def append_section(title: str, body: str) -> None:

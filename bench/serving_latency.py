@@ -49,7 +49,7 @@ import numpy as np
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench._common import git_commit  # noqa: E402
+from bench._common import command, git_commit  # noqa: E402
 from serving.client import RecommenderClient  # noqa: E402
 
 
@@ -288,8 +288,7 @@ def main(argv=None) -> int:
             if code != 0:
                 print(f"warning: server exited {code} (log {logdir})", file=sys.stderr)
 
-    cmd = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, REPO)] + list(
-        argv if argv is not None else sys.argv[1:]))
+    cmd = command(__file__, argv)
     lines = [
         "", f"## Serving latency (gRPC, `serving.server`) — {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}",
         "", f"- command: `{cmd}`",
