@@ -327,12 +327,21 @@ def collect_rows(specs: Sequence[RunSpec], settings: Settings, grid: str,
                 candidates.append({"config": tag, "valid": None, "state": states[0]})
                 continue
             mode = done[0][1].get("select_mode", "unmasked")
-            vals = [m["valid"][mode][SELECT_METRIC] for _, m in done]
-            candidates.append({"config": tag, "valid": _mean(vals), "select_mode": mode,
+            per_seed = {s.seed: m["valid"][mode][SELECT_METRIC] for s, m in done}
+            candidates.append({"config": tag, "valid": _mean(list(per_seed.values())),
+                               "valid_per_seed": per_seed, "select_mode": mode,
                                "params": dict(done[0][0].params), "runs": done,
                                "state": "done" if len(done) == len(runs) else "partial"})
         finished = [c for c in candidates if c["valid"] is not None
                     and math.isfinite(c["valid"])]
+        # Paired selection: grid points are compared on the seeds they all have, so a point
+        # trained on one lucky seed does not beat one averaged over three.
+        shared = sorted(set.intersection(*[set(c["valid_per_seed"]) for c in finished])
+                        if finished else set())
+        for c in finished:
+            seeds = shared or sorted(c["valid_per_seed"])
+            c["select_valid"] = _mean([c["valid_per_seed"][s] for s in seeds])
+            c["select_seeds"] = seeds
         row: Dict[str, Any] = {"grid_size": len(candidates), "finished": len(finished),
                                "candidates": [{k: v for k, v in c.items() if k != "runs"}
                                               for c in candidates]}
@@ -340,7 +349,7 @@ def collect_rows(specs: Sequence[RunSpec], settings: Settings, grid: str,
             row["status"] = "not run"
             rows[key] = row
             continue
-        best = max(finished, key=lambda c: c["valid"])  # first of the grid on ties
+        best = max(finished, key=lambda c: c["select_valid"])  # first of the grid on ties
         runs = best["runs"]
         test = {mode: {k: _mean([m["test"][mode][k] for _, m in runs])
                        for k in runs[0][1]["test"][mode] if k != "count"}
@@ -348,7 +357,8 @@ def collect_rows(specs: Sequence[RunSpec], settings: Settings, grid: str,
         test_std = {mode: {k: _std([m["test"][mode][k] for _, m in runs])
                            for k in REPORT_METRICS} for mode in MODES}
         row.update(status="ok", config=best["config"], params=best["params"],
-                   valid=best["valid"], select_mode=best["select_mode"], test=test,
+                   valid=best["valid"], select_mode=best["select_mode"],
+                   select_seeds=best["select_seeds"], test=test,
                    test_std=test_std, seeds=[s.seed for s, _ in runs],
                    per_seed={s.seed: m["test"] for s, m in runs},
                    run_dirs=[s.run_dir for s, _ in runs],
@@ -579,7 +589,8 @@ def render_report(rows: Mapping[Tuple[str, str], Mapping[str, Any]], datasets: S
         "(no flattering), one training sample per target (the release's prefix samples), "
         "Adam, early stopping on validation NDCG@20, best checkpoint restored for test.")
     add("- Model selection: per dataset x method the grid point with the best mean "
-        "validation NDCG@20 (masking mode of the runs' early stopping) is reported; the "
+        "validation NDCG@20 (masking mode of the runs' early stopping) is reported, the "
+        "mean taken over the seeds every finished grid point has (paired); the "
         "base SASRec's temperature is tuned the same way.")
     add("- *masked* = the user's history items are excluded from the ranking (S3-Rec/ICLRec "
         "protocol); *unmasked* = not excluded (the paper's and the release's protocol).")
@@ -825,6 +836,10 @@ def render_report(rows: Mapping[Tuple[str, str], Mapping[str, Any]], datasets: S
             for c in row["candidates"]:
                 v = c.get("valid")
                 s = f"{c['config']}: " + (_f(v) if v is not None else c.get("state", "not run"))
+                own = sorted(c.get("valid_per_seed", {}))
+                if v is not None and c.get("select_seeds") not in (None, own):
+                    s += (f" ({len(own)} seeds; {_f(c['select_valid'])} on seed(s) "
+                          f"{', '.join(map(str, c['select_seeds']))})")
                 if row.get("status") == "ok" and c["config"] == row["config"]:
                     s = f"**{s}**"
                 cells.append(s)

@@ -248,3 +248,29 @@ def test_gains_are_paired_by_seed():
         rows[("x", "base")]["per_seed"][1][m].values())} for m in ("masked", "unmasked")}
     g = rp.row_gains(rows, "x", "erl", "masked")
     assert g["seeds"] == [0, 1] and [round(v, 6) for v in g["gains"].values()] == [10.0] * 4
+
+
+def test_grid_points_are_compared_on_the_seeds_they_share(tmp_path):
+    """tau0.5 has seeds 0 and 1, tau1 only seed 0: selection uses seed 0 for both, so
+    tau0.5's lucky seed 1 does not carry it past tau1."""
+    specs = rp.plan(["beauty"], ["base"], [0, 1], "small", "paper", 3, str(tmp_path))
+    settings = rp.Settings(preset="paper", budget_epochs=3)
+    valid = {("tau0.5", 0): .04, ("tau0.5", 1): .08, ("tau1", 0): .05}
+    for s in specs:
+        if (s.tag, s.seed) not in valid:
+            continue
+        os.makedirs(s.run_dir)
+        v = valid[(s.tag, s.seed)]
+        m = {"ndcg@10": v, "ndcg@20": v, "recall@10": 2 * v, "recall@20": 2 * v}
+        with open(os.path.join(s.run_dir, "metrics.json"), "w") as f:
+            json.dump({"select_mode": "masked", "epoch": 2,
+                       "valid": {"unmasked": m, "masked": m},
+                       "test": {"unmasked": m, "masked": m}}, f)
+    row = rp.collect_rows(specs, settings, "small")[("beauty", "base")]
+    # own means: tau0.5 0.06 > tau1 0.05; on the shared seed 0: 0.04 < 0.05
+    assert row["config"] == "tau1" and row["select_seeds"] == [0] and row["seeds"] == [0]
+    cands = {c["config"]: c for c in row["candidates"]}
+    assert cands["tau0.5"]["valid"] == pytest.approx(0.06)
+    assert cands["tau0.5"]["select_valid"] == pytest.approx(0.04)
+    text = rp.render_report({("beauty", "base"): row}, ["beauty"], ["base"])
+    assert "tau0.5: 0.0600 (2 seeds; 0.0400 on seed(s) 0); **tau1: 0.0500**" in text
