@@ -125,18 +125,22 @@ def test_report_gains_and_not_run_markers():
     assert "# toys SASRec: not run" in cmds
 
 
+def _write_metrics(run_dir, v, select_mode):
+    """A finished run whose validation and test metrics (both modes) are all ``v``
+    (recall ``2 v``)."""
+    os.makedirs(run_dir)
+    m = {"ndcg@10": v, "ndcg@20": v, "recall@10": 2 * v, "recall@20": 2 * v}
+    with open(os.path.join(run_dir, "metrics.json"), "w") as f:
+        json.dump({"select_mode": select_mode, "epoch": 2, "valid": {"unmasked": m, "masked": m},
+                   "test": {"unmasked": m, "masked": m}}, f)
+
+
 def test_collect_rows_selects_best_validation(tmp_path):
     specs = rp.plan(["beauty"], ["base"], [0, 1], "small", "paper", 3, str(tmp_path))
     settings = rp.Settings(preset="paper", budget_epochs=3)
     valid = {("tau0.5", 0): .03, ("tau0.5", 1): .05, ("tau1", 0): .045, ("tau1", 1): .045}
     for s in specs:
-        os.makedirs(s.run_dir)
-        v = valid[(s.tag, s.seed)]
-        m = {"ndcg@10": v, "ndcg@20": v, "recall@10": 2 * v, "recall@20": 2 * v}
-        with open(os.path.join(s.run_dir, "metrics.json"), "w") as f:
-            json.dump({"select_mode": "unmasked", "epoch": 2,
-                       "valid": {"unmasked": m, "masked": m},
-                       "test": {"unmasked": m, "masked": m}}, f)
+        _write_metrics(s.run_dir, valid[(s.tag, s.seed)], "unmasked")
     row = rp.collect_rows(specs, settings, "small")[("beauty", "base")]
     # mean validation: tau0.5 0.04 < tau1 0.045
     assert row["status"] == "ok" and row["config"] == "tau1" and row["seeds"] == [0, 1]
@@ -257,15 +261,8 @@ def test_grid_points_are_compared_on_the_seeds_they_share(tmp_path):
     settings = rp.Settings(preset="paper", budget_epochs=3)
     valid = {("tau0.5", 0): .04, ("tau0.5", 1): .08, ("tau1", 0): .05}
     for s in specs:
-        if (s.tag, s.seed) not in valid:
-            continue
-        os.makedirs(s.run_dir)
-        v = valid[(s.tag, s.seed)]
-        m = {"ndcg@10": v, "ndcg@20": v, "recall@10": 2 * v, "recall@20": 2 * v}
-        with open(os.path.join(s.run_dir, "metrics.json"), "w") as f:
-            json.dump({"select_mode": "masked", "epoch": 2,
-                       "valid": {"unmasked": m, "masked": m},
-                       "test": {"unmasked": m, "masked": m}}, f)
+        if (s.tag, s.seed) in valid:
+            _write_metrics(s.run_dir, valid[(s.tag, s.seed)], "masked")
     row = rp.collect_rows(specs, settings, "small")[("beauty", "base")]
     # own means: tau0.5 0.06 > tau1 0.05; on the shared seed 0: 0.04 < 0.05
     assert row["config"] == "tau1" and row["select_seeds"] == [0] and row["seeds"] == [0]
