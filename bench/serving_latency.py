@@ -7,7 +7,8 @@
     python bench/serving_latency.py --run-dir runs/x [--xla both|on|off]  # export it first (tmp)
         [--concurrency 1 8 32] [--duration 10] [--k 10] [--history-len 20]
         [--signature recommend] [--batch 1] [--server-args "--num_batch_threads 1"]
-        [--batch-timeouts 2000 0] [--baseline-server /tmp/rearec-prev] [--no-append]
+        [--batch-timeouts 2000 0] [--batching-variants "--max_batch_rows 8 ..." ...]
+        [--baseline-server /tmp/rearec-prev] [--no-append]
 
 With ``--run-dir`` the run is exported twice by default, without and with ``--xla``, and
 both are measured in the same run (the table gives p99 ratios against the default
@@ -22,7 +23,11 @@ error count, and the CPU time per request of the server process and of the clien
 process (where a closed loop on 2 cores spends its time). Histories are random
 vocabulary ids of fixed length (so requests are batchable). ``--batch-timeouts`` measures
 batching with each ``--batch_timeout_micros`` given (one server each; 0 = no waiting, what
-queued while the previous batch ran is merged). ``--baseline-server CHECKOUT`` also runs
+queued while the previous batch ran is merged); ``--batching-variants`` measures batching
+with each string of server flags given instead (e.g. ``"--max_batch_rows 8
+--batch_timeout_micros 6000"``, or ``"--batching_parameters_file F"``), one server each. The
+log line each server writes at shutdown gives its batch sizes and queue waits (listed
+under the command). ``--baseline-server CHECKOUT`` also runs
 the ``serving.server`` of another checkout of this repo (e.g. ``git worktree add
 /tmp/rearec-prev HEAD~1``) on the same exports and levels, interleaved with this
 checkout's, so a server change is measured as a ratio in one run.
@@ -89,7 +94,7 @@ def start_server(base, batching: bool, log_path, extra=(), repo=REPO):
     env.pop("TF_USE_LEGACY_KERAS", None)
     env["PYTHONPATH"] = str(repo) + os.pathsep + env.get("PYTHONPATH", "")
     cmd = [sys.executable, "-m", "serving.server", "--model_base_path", str(base), "--port", str(port),
-           "--host", "127.0.0.1", "--log_level", "WARNING"] + (["--enable_batching"] if batching else []) + list(extra)
+           "--host", "127.0.0.1", "--log_level", "INFO"] + (["--enable_batching"] if batching else []) + list(extra)
     log = open(log_path, "w")
     proc = subprocess.Popen(cmd, cwd=str(repo), env=env, stdout=log, stderr=subprocess.STDOUT)
     address = f"127.0.0.1:{port}"
@@ -116,6 +121,17 @@ def stop_server(proc, log) -> int:
         proc.wait()
     log.close()
     return proc.returncode
+
+
+def batching_summary(log_path) -> str:
+    """The batcher's statistics a server logs at shutdown (``batching: ...``), or ''."""
+    try:
+        text = pathlib.Path(log_path).read_text(errors="replace")
+    except OSError:
+        return ""
+    found = [line.split("batching: ", 1)[1].strip() for line in text.splitlines()
+             if "serving.server: batching: " in line]
+    return found[-1] if found else ""
 
 
 def _dirty(repo) -> bool:
@@ -211,6 +227,9 @@ def main(argv=None) -> int:
     p.add_argument("--server-args", default="", help="extra flags for every serving.server")
     p.add_argument("--batch-timeouts", type=int, nargs="+", default=[2000],
                    help="--batch_timeout_micros values to measure with batching on")
+    p.add_argument("--batching-variants", nargs="+", metavar="FLAGS",
+                   help="strings of server flags to measure with batching on, one server each "
+                        "(instead of --batch-timeouts)")
     p.add_argument("--baseline-server", metavar="CHECKOUT",
                    help="another checkout of this repo whose serving.server is measured too")
     p.add_argument("--no-append", action="store_true", help="print only")
@@ -243,8 +262,12 @@ def main(argv=None) -> int:
 
     results = []
     logdir = pathlib.Path(tempfile.mkdtemp(prefix="rearec-bench-logs-"))
+    # batching variants: (label, extra server flags)
+    variants = ([(f"`{v}`", shlex.split(v)) for v in args.batching_variants]
+                if args.batching_variants else
+                [(f"{t} µs", ["--batch_timeout_micros", str(t)]) for t in args.batch_timeouts])
     configs = [(b, m, t, sv) for b in bases for m in args.modes
-               for t in ([None] if m == "off" else args.batch_timeouts) for sv in servers]
+               for t in ([None] if m == "off" else variants) for sv in servers]
     kinds = {b: "xla" if _export_info(latest_version(b)).get("xla") else "default" for b in bases}
     # the export's label: its kind, plus its folder when several exports share that kind
     labels = {b: f"{k} ({b.name})" if list(kinds.values()).count(k) > 1 else k
@@ -253,14 +276,12 @@ def main(argv=None) -> int:
     # is measured in turn, so the host's changes of speed (large here) fall on all alike.
     running = []
     try:
-        for base, on_off, timeout, (server, repo) in configs:
-            extra = shlex.split(args.server_args)
-            if timeout is not None:
-                extra += ["--batch_timeout_micros", str(timeout)]
+        for i, (base, on_off, variant, (server, repo)) in enumerate(configs):
+            extra = shlex.split(args.server_args) + (variant[1] if variant else [])
             proc, address, log = start_server(
-                base, on_off == "on", logdir / f"server-{labels[base]}-{on_off}-{timeout}-{server}.log",
+                base, on_off == "on", logdir / f"server-{i}-{labels[base]}-{on_off}-{server}.log",
                 extra, repo)
-            mode = on_off if timeout is None else f"on ({timeout} µs)"
+            mode = on_off if variant is None else f"on ({variant[0]})"
             running.append((dict(export=labels[base], batching=mode, server=server), proc, address, log))
         for c in args.concurrency:
             runs = [[] for _ in running]
@@ -283,10 +304,15 @@ def main(argv=None) -> int:
                       f"errors={r['errors']}  CPU/request: server {r['server_cpu_ms']:.2f}ms "
                       f"client {r['client_cpu_ms']:.2f}ms", flush=True)
     finally:
-        for _, proc, _, log in running:
+        batching_lines = []
+        for label, proc, _, log in running:
             code = stop_server(proc, log)
             if code != 0:
                 print(f"warning: server exited {code} (log {logdir})", file=sys.stderr)
+            summary = batching_summary(log.name)
+            if summary:
+                batching_lines.append(f"  - {label['server']}, {label['export']}, batching "
+                                      f"{label['batching']}: {summary}")
 
     cmd = command(__file__, argv)
     lines = [
@@ -314,6 +340,11 @@ def main(argv=None) -> int:
         +
         "CPU ms/req = CPU time of the server process / of the client process (all threads) during "
         "the level, per successful request",
+    ]
+    if batching_lines:
+        lines += ["- batcher, whole life of each server (all levels and repeats, plus the clients' "
+                  "warm-up calls):"] + batching_lines
+    lines += [
         "", "| server | export | batching | concurrency | requests | errors | p50 ms | p95 ms | p99 ms | p99 range ms "
         "| req/s | p99 ratio | server CPU ms/req | client CPU ms/req |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",

@@ -33,7 +33,11 @@ with plain ``tf.saved_model.load`` — no rearec_tf code is imported:
   ``--max_batch_rows`` rows) and run once by one of ``--num_batch_threads`` threads.
   Requests already queued when the timeout expires join the batch too, so
   ``--batch_timeout_micros 0`` gives "natural" batching: no waiting, and whatever queued
-  up while the previous batch ran is merged.
+  up while the previous batch ran is merged. ``--adaptive_batching`` (this server only, not
+  TF Serving's): a batch also closes as soon as it holds as many requests as the server
+  recently had in flight at once (less those being run), so a lone client is not held for
+  the timeout and N steady clients are merged into one batch instead of alternating
+  groups. The batch sizes and queue waits are logged at shutdown.
 - ``--tensorflow_intra_op_parallelism`` / ``--tensorflow_inter_op_parallelism``: as in
   ``tensorflow_model_server`` (0 = TensorFlow's defaults).
 - SIGTERM/SIGINT: stop accepting, let in-flight requests finish (grace 5 s), exit 0.
@@ -418,22 +422,86 @@ class _Task(NamedTuple):
     enqueued: float  # time.monotonic() at submit
 
 
+class BatchStats:
+    """What the batcher did: requests per merged batch and how long requests queued
+    (enqueue to the start of their batch's model call). Logged at shutdown."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.sizes: Dict[int, int] = {}  # requests per batch -> number of batches
+        self.waits_ms: List[float] = []
+
+    def add(self, group, started: float) -> None:
+        with self._lock:
+            self.sizes[len(group)] = self.sizes.get(len(group), 0) + 1
+            if len(self.waits_ms) < 1_000_000:
+                self.waits_ms.extend((started - t.enqueued) * 1e3 for t in group)
+
+    def summary(self) -> str:
+        with self._lock:
+            sizes, waits = dict(self.sizes), np.array(self.waits_ms)
+        if not sizes:
+            return "no batches"
+        batches = sum(sizes.values())
+        requests = sum(k * n for k, n in sizes.items())
+        hist = ", ".join(f"{k}: {sizes[k]}" for k in sorted(sizes))
+        p50, p99 = np.percentile(waits, [50, 99])
+        return (f"{batches} batches of {requests} requests ({requests / batches:.2f} per batch; "
+                f"requests per batch: batches = {hist}); queue wait p50 {p50:.2f} ms, "
+                f"p99 {p99:.2f} ms, max {waits.max():.2f} ms")
+
+
 class Batcher:
     """Concatenates compatible concurrent requests along dimension 0.
 
     A batch closes when it holds ``max_rows`` rows or when its oldest request has waited
     ``timeout_s`` since it was *enqueued* (TF Serving's ``batch_timeout_micros`` rule):
-    requests that queued while the previous batch ran do not wait again."""
+    requests that queued while the previous batch ran do not wait again.
 
-    def __init__(self, max_rows: int = 256, timeout_s: float = 0.002, workers: int = 2):
+    With ``adaptive=True`` (not a TF Serving rule; ``--adaptive_batching``) a batch also
+    closes as soon as it holds as many requests as the server can expect: the most
+    requests it had in flight at once over the last second, less those in batches being
+    run. One client alone is then never held for the timeout, while under a steady
+    concurrency of N the batch waits (up to the timeout) for all N instead of splitting
+    them into groups that queue behind each other's model calls."""
+
+    PEAK_WINDOW_S = 0.5  # the peak is the larger of this and the previous window's
+
+    def __init__(self, max_rows: int = 256, timeout_s: float = 0.002, workers: int = 2,
+                 adaptive: bool = False):
         self.max_rows = max_rows
         self.timeout_s = timeout_s
+        self.adaptive = adaptive
+        self.stats = BatchStats()
         self._q: "queue.Queue" = queue.Queue()
         self._stop = False
+        self._lock = threading.Lock()
+        self._inflight = 0  # requests inside submit()
+        self._running = 0  # requests in batches whose model call is running
+        self._window = (time.monotonic(), 0, 0)  # (start, peak in it, peak in the previous)
         self._threads = [threading.Thread(target=self._loop, daemon=True, name=f"batcher-{i}")
                          for i in range(workers)]
         for t in self._threads:
             t.start()
+
+    def _enter(self, n: int) -> None:
+        with self._lock:
+            self._inflight += n
+            now, (start, cur, prev) = time.monotonic(), self._window
+            if now - start >= self.PEAK_WINDOW_S:
+                prev = cur if now - start < 2 * self.PEAK_WINDOW_S else 0
+                start, cur = now, 0
+            self._window = (start, max(cur, self._inflight), prev)
+
+    def _leave(self, n: int) -> None:
+        with self._lock:
+            self._inflight -= n
+
+    def expected(self) -> int:
+        """Requests a batch being formed can expect (adaptive mode)."""
+        with self._lock:
+            _, cur, prev = self._window
+            return max(1, max(cur, prev) - self._running)
 
     @staticmethod
     def _key(servable: Servable, sig: str, arrays: Dict[str, np.ndarray]):
@@ -449,14 +517,20 @@ class Batcher:
         return (servable.version, id(servable), sig, tuple(parts))
 
     def submit(self, servable: Servable, sig: str, arrays: Dict[str, np.ndarray]):
-        fut: cf.Future = cf.Future()
         rows = next((v.shape[0] for v in arrays.values() if v.ndim >= 1), 0)
         if rows == 0 or rows >= self.max_rows:
-            fut.set_result(run_signature(servable, sig, arrays))
+            return run_signature(servable, sig, arrays)
+        fut: cf.Future = cf.Future()
+        self._enter(1)
+        try:
+            self._q.put(_Task(self._key(servable, sig, arrays), servable, sig, arrays, rows, fut,
+                              time.monotonic()))
             return fut.result()
-        self._q.put(_Task(self._key(servable, sig, arrays), servable, sig, arrays, rows, fut,
-                          time.monotonic()))
-        return fut.result()
+        finally:
+            self._leave(1)
+
+    def _full(self, group, rows: int) -> bool:
+        return rows >= self.max_rows or (self.adaptive and len(group) >= self.expected())
 
     def _loop(self):
         pending: List = []
@@ -474,7 +548,7 @@ class Batcher:
                 else:
                     keep.append(item)
             pending = keep
-            while rows < self.max_rows:
+            while not self._full(group, rows):
                 left = deadline - time.monotonic()
                 try:  # past the deadline, still take what is already queued
                     item = self._q.get(timeout=left) if left > 0 else self._q.get_nowait()
@@ -488,7 +562,14 @@ class Batcher:
                     rows += item.rows
                 else:
                     pending.append(item)
-            self._run(group)
+            self.stats.add(group, time.monotonic())
+            with self._lock:
+                self._running += len(group)
+            try:
+                self._run(group)
+            finally:
+                with self._lock:
+                    self._running -= len(group)
 
     @staticmethod
     def _run(group):
@@ -798,7 +879,8 @@ def serve(args) -> int:
     manager = ModelManager(args.model_name, args.model_base_path, args.num_versions,
                            args.poll_interval, limits, warmup=not args.no_warmup)
     manager.start()
-    batcher = (Batcher(args.max_batch_rows, args.batch_timeout_micros / 1e6, args.num_batch_threads)
+    batcher = (Batcher(args.max_batch_rows, args.batch_timeout_micros / 1e6, args.num_batch_threads,
+                       adaptive=args.adaptive_batching)
                if args.enable_batching else None)
     core = Core(manager, batcher)
     opts = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20),
@@ -838,6 +920,7 @@ def serve(args) -> int:
         http.shutdown()
     if batcher is not None:
         batcher.stop()
+        logger.info("batching: %s", batcher.stats.summary())
     logger.info("stopped")
     return 0
 
@@ -860,6 +943,9 @@ def main(argv=None) -> int:
     p.add_argument("--batch_timeout_micros", type=int, default=2000)
     p.add_argument("--num_batch_threads", type=int, default=2,
                    help="threads running merged batches (TF Serving's num_batch_threads)")
+    p.add_argument("--adaptive_batching", action="store_true",
+                   help="also close a batch once it holds as many requests as were recently in "
+                        "flight at once (not a TF Serving rule; see the module docstring)")
     p.add_argument("--no_warmup", action="store_true", help="skip assets.extra warm-up requests")
     p.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
                    help="threads inside one op (0 = TensorFlow's default: one per core)")

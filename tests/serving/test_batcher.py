@@ -28,7 +28,8 @@ def _wait(cond, seconds=10.0):
         time.sleep(0.005)
 
 
-def test_zero_timeout_merges_what_queued_while_the_model_ran(monkeypatch):
+def _gated_model(monkeypatch):
+    """A fake model (y = 10 x) recording each batch's x; its first call waits for the gate."""
     batches, gate = [], threading.Event()
 
     def fake_run(servable, sig, arrays):
@@ -38,6 +39,11 @@ def test_zero_timeout_merges_what_queued_while_the_model_ran(monkeypatch):
         return {"y": arrays["x"] * 10}
 
     monkeypatch.setattr(server, "run_signature", fake_run)
+    return batches, gate
+
+
+def test_zero_timeout_merges_what_queued_while_the_model_ran(monkeypatch):
+    batches, gate = _gated_model(monkeypatch)
     b = server.Batcher(max_rows=3, timeout_s=0.0, workers=1)
     s, results = _servable(), {}
 
@@ -61,6 +67,17 @@ def test_zero_timeout_merges_what_queued_while_the_model_ran(monkeypatch):
     assert [len(x) for x in batches] == [1, 3, 1]
     assert sorted(v for x in batches for v in x) == [1, 2, 3, 4, 5]
     assert results == {v: [10 * v] for v in (1, 2, 3, 4, 5)}
+    # the statistics the server logs at shutdown count the same batches
+    assert b.stats.sizes == {1: 2, 3: 1}
+    assert len(b.stats.waits_ms) == 5
+    summary = b.stats.summary()
+    assert "3 batches of 5 requests (1.67 per batch; requests per batch: batches = 1: 2, 3: 1)" in summary
+    # requests 2..5 queued while request 1 held the worker behind the gate
+    assert sorted(b.stats.waits_ms)[-1] > 0
+
+
+def test_batch_stats_summary_without_batches():
+    assert server.BatchStats().summary() == "no batches"
 
 
 def test_requests_of_different_shapes_are_not_merged(monkeypatch):
@@ -127,3 +144,48 @@ def test_the_timeout_counts_from_arrival_not_from_dequeue(monkeypatch):
     assert batches == [[1], [2, 3]]
     # counted from dequeue, the second batch would start 2 s after the gate opened
     assert started[1] - opened < 1.0
+
+
+def test_adaptive_batching_does_not_hold_a_lone_request_for_the_timeout(monkeypatch):
+    monkeypatch.setattr(server, "run_signature", lambda servable, sig, arrays: {"y": arrays["x"]})
+    b = server.Batcher(max_rows=256, timeout_s=3.0, workers=1, adaptive=True)
+    try:
+        t0 = time.monotonic()
+        for v in (1, 2, 3):  # one client, back to back: each alone in its batch
+            assert b.submit(_servable(), "s", {"x": np.array([[v]], np.int64)})["y"].tolist() == [[v]]
+        assert time.monotonic() - t0 < 1.5  # not 3 x 3 s
+    finally:
+        b.stop()
+    assert b.stats.sizes == {1: 3}
+
+
+def test_adaptive_batching_waits_for_the_clients_in_flight_then_closes(monkeypatch):
+    """Four clients: 1 runs alone behind a gate while 2, 3, 4 queue; when 1's client comes
+    back (request 5), the batch holds as many requests as were in flight (4) and closes
+    at once, long before the 3 s timeout, instead of running 2, 3, 4 without it."""
+    batches, gate = _gated_model(monkeypatch)
+    b = server.Batcher(max_rows=256, timeout_s=3.0, workers=1, adaptive=True)
+    s, results = _servable(), {}
+
+    def call(*values):
+        for v in values:  # one client: its requests back to back
+            results[v] = b.submit(s, "s", {"x": np.array([[v]], np.int64)})["y"][:, 0].tolist()
+
+    try:
+        threads = [threading.Thread(target=call, args=(1, 5))]
+        threads[0].start()
+        _wait(lambda: batches == [[1]])
+        for v in (2, 3, 4):
+            threads.append(threading.Thread(target=call, args=(v,)))
+            threads[-1].start()
+        _wait(lambda: b._q.qsize() == 3)
+        t0 = time.monotonic()
+        gate.set()
+        for t in threads:
+            t.join(10)
+        elapsed = time.monotonic() - t0
+    finally:
+        b.stop()
+    assert [sorted(x) for x in batches] == [[1], [2, 3, 4, 5]]
+    assert elapsed < 1.5  # closed by the count, not by the 3 s timeout
+    assert results == {v: [10 * v] for v in (1, 2, 3, 4, 5)}
