@@ -25,7 +25,8 @@ vocabulary ids of fixed length (so requests are batchable). ``--batch-timeouts``
 batching with each ``--batch_timeout_micros`` given (one server each; 0 = no waiting, what
 queued while the previous batch ran is merged); ``--batching-variants`` measures batching
 with each string of server flags given instead (e.g. ``"--max_batch_rows 8
---batch_timeout_micros 6000"``, or ``"--batching_parameters_file F"``), one server each. The
+--batch_timeout_micros 6000"`` or ``"--adaptive_batching --batch_timeout_micros 10000"``),
+one server each. The
 log line each server writes at shutdown gives its batch sizes and queue waits (listed
 under the command). ``--baseline-server CHECKOUT`` also runs
 the ``serving.server`` of another checkout of this repo (e.g. ``git worktree add

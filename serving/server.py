@@ -131,7 +131,7 @@ class Servable:
 
     version: int
     path: str
-    loaded: object  # the tf.compat.v1.Session holding the MetaGraph
+    session: object  # the tf.compat.v1.Session holding the MetaGraph
     signature_defs: Dict[str, object]  # name -> meta_graph_pb2.SignatureDef
     functions: Dict[str, object] = field(default_factory=dict)
     # (signature, input alias) -> the signature's default value, decoded once (read-only)
@@ -183,12 +183,9 @@ class SessionSignature:
         self._callables: Dict[Tuple[str, ...], Any] = {}
 
     def __call__(self, arrays: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        aliases = tuple(sorted(arrays))
+        aliases = tuple(sorted(arrays))  # validated against the signature by resolve_inputs
         call = self._callables.get(aliases)
         if call is None:
-            unknown = [a for a in aliases if a not in self.inputs]
-            if unknown:
-                raise ValueError(f"unknown input(s) {unknown}; the signature has {sorted(self.inputs)}")
             call = self.session.make_callable(self._fetches, [self.inputs[a] for a in aliases])
             self._callables[aliases] = call
         return dict(zip(self.outputs, call(*[arrays[a] for a in aliases])))
@@ -518,18 +515,18 @@ class Batcher:
         for t in self._threads:
             t.start()
 
-    def _enter(self, n: int) -> None:
+    def _enter(self) -> None:
         with self._lock:
-            self._inflight += n
+            self._inflight += 1
             now, (start, cur, prev) = time.monotonic(), self._window
             if now - start >= self.PEAK_WINDOW_S:
                 prev = cur if now - start < 2 * self.PEAK_WINDOW_S else 0
                 start, cur = now, 0
             self._window = (start, max(cur, self._inflight), prev)
 
-    def _leave(self, n: int) -> None:
+    def _leave(self) -> None:
         with self._lock:
-            self._inflight -= n
+            self._inflight -= 1
 
     def expected(self) -> int:
         """Requests a batch being formed can expect (adaptive mode)."""
@@ -555,13 +552,13 @@ class Batcher:
         if rows == 0 or rows >= self.max_rows:
             return run_signature(servable, sig, arrays)
         fut: cf.Future = cf.Future()
-        self._enter(1)
+        self._enter()
         try:
             self._q.put(_Task(self._key(servable, sig, arrays), servable, sig, arrays, rows, fut,
                               time.monotonic()))
             return fut.result()
         finally:
-            self._leave(1)
+            self._leave()
 
     def _full(self, group, rows: int) -> bool:
         return rows >= self.max_rows or (self.adaptive and len(group) >= self.expected())
