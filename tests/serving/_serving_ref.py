@@ -106,7 +106,10 @@ class ServerProcess:
             self.proc.wait(10)
             raise
 
-    def wait_ready(self, timeout: float = 90.0):
+    def wait_ready(self, timeout: float = 240.0):
+        # An --xla export compiles one XLA cluster per warm-up batch size while it loads:
+        # ~20 s on an idle 2-core machine, 65-70 s beside two trainings, over 90 s beside
+        # two trainings and a test run.
         sys.path.insert(0, str(REPO_ROOT)) if str(REPO_ROOT) not in sys.path else None
         from serving.client import RecommenderClient
 
