@@ -15,8 +15,10 @@ both are measured in the same run (the table gives p99 ratios against the defaul
 export). One server per export, batching mode, timeout and checkout is started on
 127.0.0.1 and a free port, all of them before the first measurement; then for each
 concurrency and each of ``--repeats`` rounds every server is measured in turn:
-``concurrency`` threads send requests back to back for ``--duration`` seconds (each
-thread its own channel). Interleaving the servers this way makes their ratios robust to
+``concurrency`` clients send requests back to back for ``--duration`` seconds (each
+its own channel): threads of the bench process, or with ``--client-processes P`` threads
+spread over P client processes, which is how independent clients load a server (threads
+of one Python process also queue for its GIL, which adds to their measured latency). Interleaving the servers this way makes their ratios robust to
 the host's swings of speed, which on these machines move a p99 by ±20 % within minutes. Reports
 p50/p95/p99 latency (ms) and throughput (requests/s) of successful requests, the
 error count, and the CPU time per request of the server process and of the client
@@ -49,6 +51,7 @@ import sys
 import tempfile
 import threading
 import time
+from typing import List
 
 import numpy as np
 
@@ -154,22 +157,24 @@ def process_cpu_seconds(pid) -> float:
         return float("nan")
 
 
-def run_level(address, histories, concurrency, duration, k, signature, batch, server_pid=None):
-    """One closed-loop level. Besides latency and throughput, the CPU time spent per
-    successful request by the server process (``server_pid``) and by this client process
-    (all its threads) during the level."""
+def _drive(address, histories, threads, duration, k, signature, batch, seed0=0, start_at=None):
+    """``threads`` closed-loop clients in this process, each on its own channel, sending
+    requests back to back for ``duration`` s (from ``start_at``, a ``time.time()``, when
+    given; else as soon as all are connected). Returns (latencies in s, error reprs,
+    CPU s of this process and wall s during the window)."""
     lat, errors = [], []
     lock = threading.Lock()
-    stop_at = time.perf_counter() + duration
-    go = threading.Barrier(concurrency + 1)
+    go = threading.Barrier(threads + 1)
+    window = {}
 
     def worker(i):
-        rng = np.random.default_rng(i)
+        rng = np.random.default_rng(seed0 + i)
         local, errs = [], []
         with RecommenderClient(address, timeout=30, retries=0) as c:
             c.recommend(histories[:batch], k=k)  # connect + warm
             go.wait()
-            while time.perf_counter() < stop_at:
+            go.wait()  # the window's start is set between the two barriers
+            while time.perf_counter() < window["stop"]:
                 rows = rng.integers(0, len(histories), size=batch)
                 h = [histories[r] for r in rows]
                 t0 = time.perf_counter()
@@ -185,18 +190,69 @@ def run_level(address, histories, concurrency, duration, k, signature, batch, se
             lat.extend(local)
             errors.extend(errs)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
-    for t in threads:
+    workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in workers:
         t.start()
     go.wait()
-    t0 = time.perf_counter()
-    server0 = process_cpu_seconds(server_pid)
-    client0 = sum(os.times()[:2])
-    for t in threads:
+    if start_at is not None:
+        time.sleep(max(0.0, start_at - time.time()))
+    window["stop"] = time.perf_counter() + duration
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    go.wait()
+    for t in workers:
         t.join()
-    wall = time.perf_counter() - t0
-    server_cpu = process_cpu_seconds(server_pid) - server0
-    client_cpu = sum(os.times()[:2]) - client0
+    return lat, errors, time.process_time() - cpu0, time.perf_counter() - t0
+
+
+def _drive_remote(job):
+    """:func:`_drive` in a client process of the pool (``--client-processes``)."""
+    return _drive(*job)
+
+
+def _client_pool(processes: int):
+    """``processes`` client processes, started (and their imports done) before any level."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    pool = cf.ProcessPoolExecutor(max_workers=processes, mp_context=mp.get_context("spawn"))
+    list(pool.map(time.sleep, [1.0] * processes))  # queued sleeps make it start them all
+    return pool
+
+
+def client_shares(concurrency: int, processes: int) -> List[int]:
+    """Client threads per process: ``concurrency`` spread as evenly as possible over at
+    most ``processes`` processes (none empty)."""
+    n = max(1, min(processes, concurrency))
+    return [concurrency // n + (i < concurrency % n) for i in range(n)]
+
+
+def run_level(address, histories, concurrency, duration, k, signature, batch, server_pid=None,
+              pool=None, processes=1):
+    """One closed-loop level: ``concurrency`` clients as threads of this process, or, with
+    ``processes`` > 1 and a process ``pool``, as threads of up to that many client processes
+    (independent clients, as separate front-ends would be: no shared GIL). Besides latency
+    and throughput, the CPU time spent per successful request by the server process
+    (``server_pid``) and by the client process(es) during the level."""
+    shares = client_shares(concurrency, processes) if pool is not None else [concurrency]
+    if len(shares) == 1:
+        server0 = process_cpu_seconds(server_pid)
+        lat, errors, client_cpu, wall = _drive(address, histories, concurrency, duration, k,
+                                               signature, batch)
+        server_cpu = process_cpu_seconds(server_pid) - server0
+    else:  # a common start, after every process has connected and warmed up
+        start_at = time.time() + 3.0
+        futures = [pool.submit(_drive_remote, (address, histories, n, duration, k, signature,
+                                               batch, 1000 * j, start_at))
+                   for j, n in enumerate(shares)]
+        time.sleep(max(0.0, start_at - time.time()))
+        server0 = process_cpu_seconds(server_pid)
+        time.sleep(duration)
+        server_cpu = process_cpu_seconds(server_pid) - server0
+        parts = [f.result() for f in futures]
+        lat = [x for part in parts for x in part[0]]
+        errors = [e for part in parts for e in part[1]]
+        client_cpu = sum(part[2] for part in parts)
+        wall = max(part[3] for part in parts)
     a = np.array(lat) * 1e3
     pct = np.percentile(a, [50, 95, 99]) if a.size else [float("nan")] * 3
     n = max(int(a.size), 1)
@@ -233,6 +289,10 @@ def main(argv=None) -> int:
                         "(instead of --batch-timeouts)")
     p.add_argument("--baseline-server", metavar="CHECKOUT",
                    help="another checkout of this repo whose serving.server is measured too")
+    p.add_argument("--client-processes", type=int, nargs="+", default=[1], metavar="P",
+                   help="client layouts to measure: 1 = all clients are threads of this process "
+                        "(they share its GIL); P > 1 = the clients spread over P processes "
+                        "(independent clients, as separate front-ends would be)")
     p.add_argument("--no-append", action="store_true", help="print only")
     args = p.parse_args(argv)
     servers = [("this", REPO)]
@@ -275,7 +335,7 @@ def main(argv=None) -> int:
               for b, k in kinds.items()}
     # Every server is started first; then, level by level and repeat by repeat, each server
     # is measured in turn, so the host's changes of speed (large here) fall on all alike.
-    running = []
+    running, pool = [], None
     try:
         for i, (base, on_off, variant, (server, repo)) in enumerate(configs):
             extra = shlex.split(args.server_args) + (variant[1] if variant else [])
@@ -284,13 +344,16 @@ def main(argv=None) -> int:
                 extra, repo)
             mode = on_off if variant is None else f"on ({variant[0]})"
             running.append((dict(export=labels[base], batching=mode, server=server), proc, address, log))
+        layouts = sorted(set(max(1, n) for n in args.client_processes))
+        pool = _client_pool(max(layouts)) if max(layouts) > 1 else None
+        clients = [(label, proc, address, n) for label, proc, address, _ in running for n in layouts]
         for c in args.concurrency:
-            runs = [[] for _ in running]
+            runs = [[] for _ in clients]
             for _ in range(max(1, args.repeats)):
-                for (_, proc, address, _), rs in zip(running, runs):
+                for (_, proc, address, n), rs in zip(clients, runs):
                     rs.append(run_level(address, histories, c, args.duration, args.k, args.signature,
-                                        args.batch, proc.pid))
-            for (label, _, _, _), rs in zip(running, runs):
+                                        args.batch, proc.pid, pool if n > 1 else None, n))
+            for (label, _, _, n), rs in zip(clients, runs):
                 r = {key: float(np.median([x[key] for x in rs]))
                      for key in ("p50_ms", "p95_ms", "p99_ms", "rps", "server_cpu_ms",
                                  "client_cpu_ms")}
@@ -298,13 +361,19 @@ def main(argv=None) -> int:
                          errors=sum(x["errors"] for x in rs), p99_runs=[x["p99_ms"] for x in rs])
                 r["p99_range"] = (min(r["p99_runs"]), max(r["p99_runs"]))
                 r.update(label)
+                shares = client_shares(c, n)
+                r["clients"] = (f"{len(shares)} proc × {'/'.join(map(str, sorted(set(shares))))} thr"
+                                if len(shares) > 1 else f"1 proc × {c} thr")
                 results.append(r)
                 print(f"server={r['server']} export={r['export']} batching={r['batching']} "
+                      f"clients={r['clients']} "
                       f"concurrency={c:3d}  p50={r['p50_ms']:.2f}ms "
                       f"p95={r['p95_ms']:.2f}ms p99={r['p99_ms']:.2f}ms  {r['rps']:.1f} req/s  "
                       f"errors={r['errors']}  CPU/request: server {r['server_cpu_ms']:.2f}ms "
                       f"client {r['client_cpu_ms']:.2f}ms", flush=True)
     finally:
+        if pool is not None:
+            pool.shutdown()
         batching_lines = []
         for label, proc, _, log in running:
             code = stop_server(proc, log)
@@ -329,7 +398,8 @@ def main(argv=None) -> int:
         f"- requests: signature `{args.signature}`, {args.batch} histor{'y' if args.batch == 1 else 'ies'} "
         f"of {args.history_len} ids per request, k={args.k}; {args.duration:g} s per level, "
         f"{max(1, args.repeats)} run(s) per level (median; requests and errors summed); client and "
-        "server on the same machine (the client threads share the CPU)",
+        "server on the same machine (the clients share the CPU); clients = client processes × "
+        "threads each",
         f"- server flags: `{args.server_args or '(defaults)'}`; export `xla` = `rearec_tf.export --xla`; "
         + ("server: `this` = this checkout's serving.server "
            f"({git_commit(REPO)}{', uncommitted changes' if _dirty(REPO) else ''}), `baseline` = "
@@ -346,15 +416,16 @@ def main(argv=None) -> int:
         lines += ["- batcher, whole life of each server (all levels and repeats, plus the clients' "
                   "warm-up calls):"] + batching_lines
     lines += [
-        "", "| server | export | batching | concurrency | requests | errors | p50 ms | p95 ms | p99 ms | p99 range ms "
-        "| req/s | p99 ratio | server CPU ms/req | client CPU ms/req |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "", "| server | export | batching | clients | concurrency | requests | errors | p50 ms | p95 ms | p99 ms "
+        "| p99 range ms | req/s | p99 ratio | server CPU ms/req | client CPU ms/req |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     # p99 ratios against the baseline server (same export) or else the first export
     first = results[0]["export"] if results else None
 
     def ref_key(r):
-        return (r["export"] if args.baseline_server else first, r["batching"], r["concurrency"])
+        return (r["export"] if args.baseline_server else first, r["batching"], r["clients"],
+                r["concurrency"])
 
     def is_ref(r):
         return r["server"] != "this" if args.baseline_server else r["export"] == first
@@ -365,7 +436,8 @@ def main(argv=None) -> int:
         # the median of the per-repeat ratios: repeat i of both rows ran back to back
         ratio = (f"{np.median(np.array(r['p99_runs']) / np.array(base_runs)):.2f}"
                  if base_runs else "—")
-        lines.append(f"| {r['server']} | {r['export']} | {r['batching']} | {r['concurrency']} | {r['requests']} | "
+        lines.append(f"| {r['server']} | {r['export']} | {r['batching']} | {r['clients']} | "
+                     f"{r['concurrency']} | {r['requests']} | "
                      f"{r['errors']} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f} | "
                      f"{r['p99_range'][0]:.1f}–{r['p99_range'][1]:.1f} | {r['rps']:.1f} | {ratio} | "
                      f"{r['server_cpu_ms']:.2f} | {r['client_cpu_ms']:.2f} |")
