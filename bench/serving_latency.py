@@ -157,6 +157,29 @@ def process_cpu_seconds(pid) -> float:
         return float("nan")
 
 
+def tf_thread_cpu_seconds(pid) -> float:
+    """CPU seconds of the threads of process ``pid`` that TensorFlow's runtime named
+    (``tf_*``, e.g. ``tf_Compute``: where the model's ops run); the rest of a server's CPU
+    is Python and gRPC. NaN where ``/proc`` is unavailable."""
+    if not pid:
+        return float("nan")
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return float("nan")
+    for t in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{t}/stat") as f:
+                stat = f.read()
+        except OSError:  # the thread ended
+            continue
+        name, fields = stat[stat.index("(") + 1:stat.rindex(")")], stat.rsplit(")", 1)[1].split()
+        if name.startswith("tf_"):
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _drive(address, histories, threads, duration, k, signature, batch, seed0=0, start_at=None):
     """``threads`` closed-loop clients in this process, each on its own channel, sending
     requests back to back for ``duration`` s (from ``start_at``, a ``time.time()``, when
@@ -235,19 +258,21 @@ def run_level(address, histories, concurrency, duration, k, signature, batch, se
     (``server_pid``) and by the client process(es) during the level."""
     shares = client_shares(concurrency, processes) if pool is not None else [concurrency]
     if len(shares) == 1:
-        server0 = process_cpu_seconds(server_pid)
+        server0, tf0 = process_cpu_seconds(server_pid), tf_thread_cpu_seconds(server_pid)
         lat, errors, client_cpu, wall = _drive(address, histories, concurrency, duration, k,
                                                signature, batch)
         server_cpu = process_cpu_seconds(server_pid) - server0
+        tf_cpu = tf_thread_cpu_seconds(server_pid) - tf0
     else:  # a common start, after every process has connected and warmed up
         start_at = time.time() + 3.0
         futures = [pool.submit(_drive_remote, (address, histories, n, duration, k, signature,
                                                batch, 1000 * j, start_at))
                    for j, n in enumerate(shares)]
         time.sleep(max(0.0, start_at - time.time()))
-        server0 = process_cpu_seconds(server_pid)
+        server0, tf0 = process_cpu_seconds(server_pid), tf_thread_cpu_seconds(server_pid)
         time.sleep(duration)
         server_cpu = process_cpu_seconds(server_pid) - server0
+        tf_cpu = tf_thread_cpu_seconds(server_pid) - tf0
         parts = [f.result() for f in futures]
         lat = [x for part in parts for x in part[0]]
         errors = [e for part in parts for e in part[1]]
@@ -259,7 +284,7 @@ def run_level(address, histories, concurrency, duration, k, signature, batch, se
     return {"concurrency": concurrency, "requests": int(a.size), "errors": len(errors),
             "p50_ms": float(pct[0]), "p95_ms": float(pct[1]), "p99_ms": float(pct[2]),
             "rps": a.size / wall, "server_cpu_ms": server_cpu / n * 1e3,
-            "client_cpu_ms": client_cpu / n * 1e3}
+            "server_tf_cpu_ms": tf_cpu / n * 1e3, "client_cpu_ms": client_cpu / n * 1e3}
 
 
 def main(argv=None) -> int:
@@ -356,7 +381,7 @@ def main(argv=None) -> int:
             for (label, _, _, n), rs in zip(clients, runs):
                 r = {key: float(np.median([x[key] for x in rs]))
                      for key in ("p50_ms", "p95_ms", "p99_ms", "rps", "server_cpu_ms",
-                                 "client_cpu_ms")}
+                                 "server_tf_cpu_ms", "client_cpu_ms")}
                 r.update(concurrency=c, requests=sum(x["requests"] for x in rs),
                          errors=sum(x["errors"] for x in rs), p99_runs=[x["p99_ms"] for x in rs])
                 r["p99_range"] = (min(r["p99_runs"]), max(r["p99_runs"]))
@@ -410,15 +435,17 @@ def main(argv=None) -> int:
         + "all servers run at once and each repeat measures them in turn; "
         +
         "CPU ms/req = CPU time of the server process / of the client process (all threads) during "
-        "the level, per successful request",
+        "the level, per successful request; *of which TF* = the server's threads named `tf_*` by "
+        "TensorFlow (its op pools, where most of the model's time goes; the rest is Python, gRPC and "
+        "any op run on the calling thread)",
     ]
     if batching_lines:
         lines += ["- batcher, whole life of each server (all levels and repeats, plus the clients' "
                   "warm-up calls):"] + batching_lines
     lines += [
         "", "| server | export | batching | clients | concurrency | requests | errors | p50 ms | p95 ms | p99 ms "
-        "| p99 range ms | req/s | p99 ratio | server CPU ms/req | client CPU ms/req |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| p99 range ms | req/s | p99 ratio | server CPU ms/req | of which TF | client CPU ms/req |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     # p99 ratios against the baseline server (same export) or else the first export
     first = results[0]["export"] if results else None
@@ -440,7 +467,8 @@ def main(argv=None) -> int:
                      f"{r['concurrency']} | {r['requests']} | "
                      f"{r['errors']} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f} | "
                      f"{r['p99_range'][0]:.1f}–{r['p99_range'][1]:.1f} | {r['rps']:.1f} | {ratio} | "
-                     f"{r['server_cpu_ms']:.2f} | {r['client_cpu_ms']:.2f} |")
+                     f"{r['server_cpu_ms']:.2f} | {r['server_tf_cpu_ms']:.2f} | "
+                     f"{r['client_cpu_ms']:.2f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_append:

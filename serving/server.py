@@ -39,6 +39,14 @@ by feeding and fetching their tensors) — no rearec_tf code is imported:
   recently had in flight at once (less those being run), so a lone client is not held for
   the timeout and N steady clients are merged into one batch instead of alternating
   groups. The batch sizes and queue waits are logged at shutdown.
+- ``--batching_parameters_file PATH`` (with ``--enable_batching``): TF Serving's
+  ``BatchingParameters`` text proto, e.g. ``serving/batching_parameters.txt``; its
+  ``max_batch_size``, ``batch_timeout_micros``, ``num_batch_threads`` replace the flags
+  above, ``allowed_batch_sizes`` pads each batch to the next allowed size with copies of
+  its first row (as TF Serving does; the padding rows' outputs are dropped), and
+  ``max_enqueued_batches`` x ``max_batch_size`` bounds the rows waiting: a request beyond
+  it gets ``UNAVAILABLE`` (the client retries). Fields this server does not apply are
+  refused with a message, so a file that works here works in TF Serving too.
 - ``--tensorflow_intra_op_parallelism`` / ``--tensorflow_inter_op_parallelism``: as in
   ``tensorflow_model_server`` (0 = TensorFlow's defaults).
 - SIGTERM/SIGINT: stop accepting, let in-flight requests finish (grace 5 s), exit 0.
@@ -51,13 +59,14 @@ import json
 import logging
 import os
 import queue
+import re
 import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -442,6 +451,69 @@ class ModelManager:
 
 
 # --------------------------------------------------------------------- batcher
+# TF Serving's BatchingParameters (session_bundle_config.proto): wrapper fields are written
+# `name { value: N }`, the rest `name: V`. The fields this server applies:
+_WRAPPED = ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads")
+_PLAIN = ("allowed_batch_sizes", "pad_variable_length_inputs")
+_BATCHING_FIELD = re.compile(r"(\w+)\s*(?:\{\s*value\s*:\s*([^\s{}]+)\s*\}|:\s*([^\s{}]+))")
+
+
+def read_batching_parameters(path: str) -> Dict[str, Any]:
+    """TF Serving's ``--batching_parameters_file`` (a ``BatchingParameters`` text proto) as
+    ``{"max_batch_size": int, "batch_timeout_micros": int, "max_enqueued_batches": int,
+    "num_batch_threads": int, "allowed_batch_sizes": [int], "pad_variable_length_inputs":
+    bool}`` (only the fields present). A field this server does not apply, a wrapper field
+    written without ``{ value: ... }`` or anything unparsable raises :class:`ValueError`
+    naming the file and the text, so a file accepted here is one TF Serving accepts too."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise ValueError(f"--batching_parameters_file {path}: cannot read it ({e.strerror})") from None
+    text = re.sub(r"#[^\n]*", "", text)
+    out: Dict[str, Any] = {}
+    pos = 0
+    for m in _BATCHING_FIELD.finditer(text):
+        gap = text[pos:m.start()].strip()
+        if gap:
+            raise ValueError(f"--batching_parameters_file {path}: cannot parse {gap!r}")
+        pos = m.end()
+        name, wrapped, plain = m.group(1), m.group(2), m.group(3)
+        if name not in _WRAPPED + _PLAIN:
+            raise ValueError(f"--batching_parameters_file {path}: field {name!r} is not applied by "
+                             f"this server (it applies {', '.join(_WRAPPED + _PLAIN)}); remove it "
+                             f"for local runs")
+        if (name in _WRAPPED) != (wrapped is not None):
+            form = f"{name} {{ value: N }}" if name in _WRAPPED else f"{name}: V"
+            raise ValueError(f"--batching_parameters_file {path}: write {name} as `{form}`, as "
+                             f"TF Serving's BatchingParameters proto requires")
+        value = wrapped if wrapped is not None else plain
+        if name == "pad_variable_length_inputs":
+            if value not in ("true", "false"):
+                raise ValueError(f"--batching_parameters_file {path}: {name} must be true or false, "
+                                 f"got {value!r}")
+            out[name] = value == "true"
+            continue
+        try:
+            number = int(value)
+        except ValueError:
+            raise ValueError(f"--batching_parameters_file {path}: {name} must be an integer, "
+                             f"got {value!r}") from None
+        if number < (0 if name == "batch_timeout_micros" else 1):
+            raise ValueError(f"--batching_parameters_file {path}: {name} must be "
+                             f"{'>= 0' if name == 'batch_timeout_micros' else '>= 1'}, got {number}")
+        if name == "allowed_batch_sizes":
+            out.setdefault(name, []).append(number)
+        elif name in out:
+            raise ValueError(f"--batching_parameters_file {path}: {name} is given twice")
+        else:
+            out[name] = number
+    rest = text[pos:].strip()
+    if rest:
+        raise ValueError(f"--batching_parameters_file {path}: cannot parse {rest!r}")
+    return out
+
+
 class _Task(NamedTuple):
     """One queued request of the batcher."""
     key: Any  # requests with equal keys can be concatenated
@@ -489,6 +561,12 @@ class Batcher:
     ``timeout_s`` since it was *enqueued* (TF Serving's ``batch_timeout_micros`` rule):
     requests that queued while the previous batch ran do not wait again.
 
+    ``allowed_batch_sizes`` (TF Serving's): a merged batch of ``n`` rows is padded to the
+    smallest allowed size >= ``n`` with copies of its first row, whose outputs are dropped;
+    the last allowed size must equal ``max_rows``. ``max_enqueued_rows``: a request that
+    would make more rows wait in the queue is refused with ``UNAVAILABLE`` (TF Serving's
+    ``max_enqueued_batches`` x ``max_batch_size``); ``None``: no limit.
+
     With ``adaptive=True`` (not a TF Serving rule; ``--adaptive_batching``) a batch also
     closes as soon as it holds as many requests as the server can expect: the most
     requests it had in flight at once over the last second, less those in batches being
@@ -499,10 +577,18 @@ class Batcher:
     PEAK_WINDOW_S = 0.5  # the peak is the larger of this and the previous window's
 
     def __init__(self, max_rows: int = 256, timeout_s: float = 0.002, workers: int = 2,
-                 adaptive: bool = False):
+                 adaptive: bool = False, allowed_batch_sizes: Sequence[int] = (),
+                 max_enqueued_rows: Optional[int] = None):
+        allowed = [int(n) for n in allowed_batch_sizes]
+        if allowed and (allowed != sorted(set(allowed)) or allowed[0] < 1 or allowed[-1] != max_rows):
+            raise ValueError(f"allowed_batch_sizes {allowed} must increase strictly, start at >= 1 "
+                             f"and end at max_batch_size ({max_rows})")
         self.max_rows = max_rows
         self.timeout_s = timeout_s
         self.adaptive = adaptive
+        self.allowed = allowed
+        self.max_enqueued_rows = max_enqueued_rows
+        self._queued_rows = 0  # rows submitted whose batch has not started
         self.stats = BatchStats()
         self._q: "queue.Queue" = queue.Queue()
         self._stop = False
@@ -552,6 +638,14 @@ class Batcher:
         if rows == 0 or rows >= self.max_rows:
             return run_signature(servable, sig, arrays)
         fut: cf.Future = cf.Future()
+        with self._lock:
+            if (self.max_enqueued_rows is not None
+                    and self._queued_rows + rows > self.max_enqueued_rows):
+                raise ServingError(grpc.StatusCode.UNAVAILABLE,
+                                   f"The batch scheduling queue is full ({self._queued_rows} rows "
+                                   f"waiting, limit {self.max_enqueued_rows} = max_enqueued_batches "
+                                   f"x max_batch_size): retry later, or raise max_enqueued_batches")
+            self._queued_rows += rows
         self._enter()
         try:
             self._q.put(_Task(self._key(servable, sig, arrays), servable, sig, arrays, rows, fut,
@@ -596,16 +690,23 @@ class Batcher:
             self.stats.add(group, time.monotonic())
             with self._lock:
                 self._running += len(group)
+                self._queued_rows -= rows
             try:
                 self._run(group)
             finally:
                 with self._lock:
                     self._running -= len(group)
 
-    @staticmethod
-    def _run(group):
+    def padded_rows(self, rows: int) -> int:
+        """The rows a batch of ``rows`` is run with: the smallest allowed batch size that
+        holds them (``rows`` itself without ``allowed_batch_sizes``)."""
+        return next((n for n in self.allowed if n >= rows), rows)
+
+    def _run(self, group):
         servable, sig = group[0].servable, group[0].sig
-        if len(group) == 1:
+        total = sum(t.rows for t in group)
+        pad = self.padded_rows(total) - total
+        if len(group) == 1 and not pad:
             try:
                 group[0].future.set_result(run_signature(servable, sig, group[0].arrays))
             except Exception as e:  # noqa: BLE001
@@ -615,13 +716,15 @@ class Batcher:
         merged = {}
         for a, v in group[0].arrays.items():
             if v.ndim >= 1 and specs[a].batched:
-                merged[a] = np.concatenate([t.arrays[a] for t in group], axis=0)
+                parts = [t.arrays[a] for t in group]
+                if pad:  # as TF Serving pads: copies of the batch's first row
+                    parts.append(np.repeat(parts[0][:1], pad, axis=0))
+                merged[a] = np.concatenate(parts, axis=0)
             else:
                 merged[a] = v
-        total = sum(t.rows for t in group)
         try:
             out = run_signature(servable, sig, merged)
-            if any(o.ndim == 0 or o.shape[0] != total for o in out.values()):
+            if any(o.ndim == 0 or o.shape[0] != total + pad for o in out.values()):
                 raise ValueError("outputs not batched along dimension 0")
         except Exception:  # noqa: BLE001 - fall back to one request at a time
             for t in group:
@@ -911,7 +1014,9 @@ def serve(args) -> int:
                            args.poll_interval, limits, warmup=not args.no_warmup)
     manager.start()
     batcher = (Batcher(args.max_batch_rows, args.batch_timeout_micros / 1e6, args.num_batch_threads,
-                       adaptive=args.adaptive_batching)
+                       adaptive=args.adaptive_batching, allowed_batch_sizes=args.allowed_batch_sizes,
+                       max_enqueued_rows=(args.max_enqueued_batches * args.max_batch_rows
+                                          if args.max_enqueued_batches else None))
                if args.enable_batching else None)
     core = Core(manager, batcher)
     opts = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20),
@@ -977,6 +1082,11 @@ def main(argv=None) -> int:
     p.add_argument("--adaptive_batching", action="store_true",
                    help="also close a batch once it holds as many requests as were recently in "
                         "flight at once (not a TF Serving rule; see the module docstring)")
+    p.add_argument("--batching_parameters_file", metavar="PATH",
+                   help="TF Serving's BatchingParameters text proto (e.g. "
+                        "serving/batching_parameters.txt): its max_batch_size, batch_timeout_micros, "
+                        "num_batch_threads, max_enqueued_batches and allowed_batch_sizes replace the "
+                        "flags above; needs --enable_batching")
     p.add_argument("--no_warmup", action="store_true", help="skip assets.extra warm-up requests")
     p.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
                    help="threads inside one op (0 = TensorFlow's default: one per core)")
@@ -985,6 +1095,28 @@ def main(argv=None) -> int:
     p.add_argument("--log_level", default="INFO")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args.allowed_batch_sizes, args.max_enqueued_batches = [], 0
+    if args.batching_parameters_file:
+        if not args.enable_batching:
+            p.error("--batching_parameters_file needs --enable_batching (as in tensorflow_model_server)")
+        try:
+            params = read_batching_parameters(args.batching_parameters_file)
+        except ValueError as e:
+            p.error(str(e))
+        if params.get("pad_variable_length_inputs"):
+            p.error(f"--batching_parameters_file {args.batching_parameters_file}: "
+                    "pad_variable_length_inputs: true is not supported by this server; pad histories "
+                    "to one length in the client (RecommenderClient(pad_to=...)) instead")
+        args.max_batch_rows = params.get("max_batch_size", args.max_batch_rows)
+        args.batch_timeout_micros = params.get("batch_timeout_micros", args.batch_timeout_micros)
+        args.num_batch_threads = params.get("num_batch_threads", args.num_batch_threads)
+        args.max_enqueued_batches = params.get("max_enqueued_batches", 0)
+        args.allowed_batch_sizes = params.get("allowed_batch_sizes", [])
+        allowed = args.allowed_batch_sizes
+        if allowed and (allowed != sorted(set(allowed)) or allowed[-1] != args.max_batch_rows):
+            p.error(f"--batching_parameters_file {args.batching_parameters_file}: "
+                    f"allowed_batch_sizes {allowed} must increase strictly and end at "
+                    f"max_batch_size ({args.max_batch_rows}), as TF Serving requires")
     if args.num_batch_threads < 1:
         p.error("--num_batch_threads must be >= 1")
     if min(args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism) < 0:

@@ -2,11 +2,13 @@
 its own rows back."""
 from __future__ import annotations
 
+import pathlib
 import threading
 import time
 import types
 
 import numpy as np
+import pytest
 from tensorflow.core.protobuf import meta_graph_pb2
 
 from serving import server
@@ -42,25 +44,35 @@ def _gated_model(monkeypatch):
     return batches, gate
 
 
-def test_zero_timeout_merges_what_queued_while_the_model_ran(monkeypatch):
-    batches, gate = _gated_model(monkeypatch)
-    b = server.Batcher(max_rows=3, timeout_s=0.0, workers=1)
+def _behind_a_running_batch(b, batches, gate, queued, before_release=None):
+    """Request 1 (x = [[1]]) runs first and is held at the model's gate while the requests
+    ``queued`` (x = [[v]] each) queue behind it; ``before_release(servable)`` runs, then the
+    gate opens. Returns each request's y column by v."""
     s, results = _servable(), {}
 
     def call(v):
         results[v] = b.submit(s, "s", {"x": np.array([[v]], np.int64)})["y"][:, 0].tolist()
 
+    threads = [threading.Thread(target=call, args=(1,))]
+    threads[0].start()
+    _wait(lambda: len(batches) == 1)  # the worker is busy with request 1
+    for v in queued:
+        threads.append(threading.Thread(target=call, args=(v,)))
+        threads[-1].start()
+    _wait(lambda: b._q.qsize() == len(queued))
+    if before_release is not None:
+        before_release(s)
+    gate.set()
+    for t in threads:
+        t.join(10)
+    return results
+
+
+def test_zero_timeout_merges_what_queued_while_the_model_ran(monkeypatch):
+    batches, gate = _gated_model(monkeypatch)
+    b = server.Batcher(max_rows=3, timeout_s=0.0, workers=1)
     try:
-        threads = [threading.Thread(target=call, args=(1,))]
-        threads[0].start()
-        _wait(lambda: batches == [[1]])  # the worker is busy with request 1
-        for v in (2, 3, 4, 5):
-            threads.append(threading.Thread(target=call, args=(v,)))
-            threads[-1].start()
-        _wait(lambda: b._q.qsize() == 4)
-        gate.set()
-        for t in threads:
-            t.join(10)
+        results = _behind_a_running_batch(b, batches, gate, (2, 3, 4, 5))
     finally:
         b.stop()
     # no waiting (timeout 0), yet the four queued requests were merged, max_rows at a time
@@ -189,3 +201,83 @@ def test_adaptive_batching_waits_for_the_clients_in_flight_then_closes(monkeypat
     assert [sorted(x) for x in batches] == [[1], [2, 3, 4, 5]]
     assert elapsed < 1.5  # closed by the count, not by the 3 s timeout
     assert results == {v: [10 * v] for v in (1, 2, 3, 4, 5)}
+
+
+def test_allowed_batch_sizes_pad_each_batch_with_copies_of_its_first_row(monkeypatch):
+    batches, gate = _gated_model(monkeypatch)
+    b = server.Batcher(max_rows=8, timeout_s=0.0, workers=1, allowed_batch_sizes=[4, 8])
+    try:
+        results = _behind_a_running_batch(b, batches, gate, (2, 3, 4))
+    finally:
+        b.stop()
+    # request 1 alone was padded to 4 rows, requests 2-4 to 4 rows too
+    assert batches == [[1, 1, 1, 1], [2, 3, 4, 2]]  # the model only ever sees allowed sizes
+    assert results == {v: [10 * v] for v in (1, 2, 3, 4)}  # padding rows' outputs dropped
+    assert [b.padded_rows(n) for n in (1, 4, 5, 8)] == [4, 4, 8, 8]
+
+
+def test_allowed_batch_sizes_must_end_at_the_batch_limit():
+    with pytest.raises(ValueError, match="end at max_batch_size"):
+        server.Batcher(max_rows=8, allowed_batch_sizes=[4, 6], workers=0)
+    with pytest.raises(ValueError, match="increase strictly"):
+        server.Batcher(max_rows=8, allowed_batch_sizes=[8, 4, 8], workers=0)
+
+
+def test_a_full_queue_refuses_with_unavailable_and_recovers(monkeypatch):
+    batches, gate = _gated_model(monkeypatch)
+    b = server.Batcher(max_rows=2, timeout_s=0.0, workers=1, max_enqueued_rows=2)
+
+    def refused(s):  # request 1 runs (no longer waiting); 2 and 3 fill the queue
+        with pytest.raises(server.ServingError, match="queue is full") as e:
+            b.submit(s, "s", {"x": np.array([[4]], np.int64)})
+        assert e.value.code == server.grpc.StatusCode.UNAVAILABLE
+
+    try:
+        results = _behind_a_running_batch(b, batches, gate, (2, 3), refused)
+        assert b.submit(_servable(), "s", {"x": np.array([[5]], np.int64)})["y"].tolist() == [[50]]
+    finally:
+        b.stop()
+    assert results == {v: [10 * v] for v in (1, 2, 3)}
+
+
+def test_the_repo_batching_parameters_file_is_read_as_tf_serving_reads_it():
+    path = pathlib.Path(server.__file__).parent / "batching_parameters.txt"
+    assert server.read_batching_parameters(str(path)) == {
+        "max_batch_size": 256, "batch_timeout_micros": 2000, "max_enqueued_batches": 256,
+        "num_batch_threads": 2, "allowed_batch_sizes": [8, 32, 128, 256],
+        "pad_variable_length_inputs": False}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("max_batch_size: 8", "write max_batch_size as `max_batch_size { value: N }`"),
+    ("allowed_batch_sizes { value: 8 }", "write allowed_batch_sizes as `allowed_batch_sizes: V`"),
+    ('thread_pool_name: "x"', "field 'thread_pool_name' is not applied by this server"),
+    ("max_batch_size { value: 8 }\nmax_batch_size { value: 9 }", "max_batch_size is given twice"),
+    ("num_batch_threads { value: two }", "num_batch_threads must be an integer, got 'two'"),
+    ("num_batch_threads { value: 0 }", "num_batch_threads must be >= 1, got 0"),
+    ("max_batch_size { value: 8 } }", "cannot parse '}'"),
+    ("pad_variable_length_inputs: yes", "must be true or false"),
+])
+def test_batching_parameters_errors_name_the_file_and_the_fix(tmp_path, text, message):
+    f = tmp_path / "batching.txt"
+    f.write_text("# comment\n" + text + "\n")
+    with pytest.raises(ValueError) as e:
+        server.read_batching_parameters(str(f))
+    assert str(f) in str(e.value) and message in str(e.value)
+
+
+@pytest.mark.parametrize("flags, text, message", [
+    ([], "max_batch_size { value: 8 }", "needs --enable_batching"),
+    (["--enable_batching"], "max_batch_size { value: 8 }\nallowed_batch_sizes: 4",
+     "must increase strictly and end at max_batch_size (8)"),
+    (["--enable_batching"], "pad_variable_length_inputs: true", "pad_to"),
+    (["--enable_batching"], None, "cannot read it"),
+])
+def test_server_cli_refuses_a_bad_batching_parameters_file(tmp_path, capsys, flags, text, message):
+    f = tmp_path / "batching.txt"
+    if text is not None:
+        f.write_text(text)
+    with pytest.raises(SystemExit) as e:
+        server.main(["--model_base_path", str(tmp_path), "--batching_parameters_file", str(f)] + flags)
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err

@@ -87,9 +87,10 @@ def test_one_xla_cluster_in_the_graph(exported_xla, exported):
     assert must_compile(exported[1]) == []
 
 
-def test_served_with_batching_over_grpc(exported_xla, models, trained_run):
-    """Concurrent gRPC requests merged by the batcher (odd batch sizes) equal the default
-    export run in process."""
+def test_served_with_batching_over_grpc(exported_xla, models, trained_run, tmp_path):
+    """Concurrent gRPC requests merged by the batcher, each batch padded to an allowed batch
+    size by a TF Serving batching parameters file (how an XLA export keeps to a few
+    compiled shapes), equal the default export run in process."""
     from concurrent.futures import ThreadPoolExecutor
 
     from serving.client import RecommenderClient
@@ -98,7 +99,11 @@ def test_served_with_batching_over_grpc(exported_xla, models, trained_run):
     items = trained_run[2].vocab.items
     rng = np.random.default_rng(7)
     hs = [[items[i] for i in rng.integers(0, len(items), size=10)] for _ in range(24)]
-    srv = ServerProcess(exported_xla[0], "--enable_batching", "--batch_timeout_micros", "20000")
+    params = tmp_path / "batching_parameters.txt"
+    params.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 20000 }\n"
+                      "num_batch_threads { value: 1 }\nallowed_batch_sizes: 4\n"
+                      "allowed_batch_sizes: 8\n")
+    srv = ServerProcess(exported_xla[0], "--enable_batching", "--batching_parameters_file", str(params))
     try:
         def ask(h):
             with RecommenderClient(srv.address, timeout=60) as c:
