@@ -579,10 +579,7 @@ class Batcher:
     def __init__(self, max_rows: int = 256, timeout_s: float = 0.002, workers: int = 2,
                  adaptive: bool = False, allowed_batch_sizes: Sequence[int] = (),
                  max_enqueued_rows: Optional[int] = None):
-        allowed = [int(n) for n in allowed_batch_sizes]
-        if allowed and (allowed != sorted(set(allowed)) or allowed[0] < 1 or allowed[-1] != max_rows):
-            raise ValueError(f"allowed_batch_sizes {allowed} must increase strictly, start at >= 1 "
-                             f"and end at max_batch_size ({max_rows})")
+        allowed = self.check_allowed(allowed_batch_sizes, max_rows)
         self.max_rows = max_rows
         self.timeout_s = timeout_s
         self.adaptive = adaptive
@@ -696,6 +693,15 @@ class Batcher:
             finally:
                 with self._lock:
                     self._running -= len(group)
+
+    @staticmethod
+    def check_allowed(allowed_batch_sizes: Sequence[int], max_rows: int) -> List[int]:
+        """``allowed_batch_sizes`` as a list, checked as TF Serving checks it."""
+        allowed = [int(n) for n in allowed_batch_sizes]
+        if allowed and (allowed != sorted(set(allowed)) or allowed[0] < 1 or allowed[-1] != max_rows):
+            raise ValueError(f"allowed_batch_sizes {allowed} must increase strictly, start at >= 1 "
+                             f"and end at max_batch_size ({max_rows}), as TF Serving requires")
+        return allowed
 
     def padded_rows(self, rows: int) -> int:
         """The rows a batch of ``rows`` is run with: the smallest allowed batch size that
@@ -1112,11 +1118,10 @@ def main(argv=None) -> int:
         args.num_batch_threads = params.get("num_batch_threads", args.num_batch_threads)
         args.max_enqueued_batches = params.get("max_enqueued_batches", 0)
         args.allowed_batch_sizes = params.get("allowed_batch_sizes", [])
-        allowed = args.allowed_batch_sizes
-        if allowed and (allowed != sorted(set(allowed)) or allowed[-1] != args.max_batch_rows):
-            p.error(f"--batching_parameters_file {args.batching_parameters_file}: "
-                    f"allowed_batch_sizes {allowed} must increase strictly and end at "
-                    f"max_batch_size ({args.max_batch_rows}), as TF Serving requires")
+        try:
+            Batcher.check_allowed(args.allowed_batch_sizes, args.max_batch_rows)
+        except ValueError as e:
+            p.error(f"--batching_parameters_file {args.batching_parameters_file}: {e}")
     if args.num_batch_threads < 1:
         p.error("--num_batch_threads must be >= 1")
     if min(args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism) < 0:

@@ -269,7 +269,7 @@ def test_batching_parameters_errors_name_the_file_and_the_fix(tmp_path, text, me
 @pytest.mark.parametrize("flags, text, message", [
     ([], "max_batch_size { value: 8 }", "needs --enable_batching"),
     (["--enable_batching"], "max_batch_size { value: 8 }\nallowed_batch_sizes: 4",
-     "must increase strictly and end at max_batch_size (8)"),
+     "allowed_batch_sizes [4] must increase strictly, start at >= 1 and end at max_batch_size (8)"),
     (["--enable_batching"], "pad_variable_length_inputs: true", "pad_to"),
     (["--enable_batching"], None, "cannot read it"),
 ])
