@@ -8,7 +8,7 @@
         [--concurrency 1 8 32] [--duration 10] [--k 10] [--history-len 20]
         [--signature recommend] [--batch 1] [--server-args "--num_batch_threads 1"]
         [--batch-timeouts 2000 0] [--batching-variants "--max_batch_rows 8 ..." ...]
-        [--baseline-server /tmp/rearec-prev] [--no-append]
+        [--baseline-server /tmp/rearec-prev] [--client-processes 1 8] [--no-append]
 
 With ``--run-dir`` the run is exported twice by default, without and with ``--xla``, and
 both are measured in the same run (the table gives p99 ratios against the default
@@ -18,11 +18,12 @@ concurrency and each of ``--repeats`` rounds every server is measured in turn:
 ``concurrency`` clients send requests back to back for ``--duration`` seconds (each
 its own channel): threads of the bench process, or with ``--client-processes P`` threads
 spread over P client processes, which is how independent clients load a server (threads
-of one Python process also queue for its GIL, which adds to their measured latency). Interleaving the servers this way makes their ratios robust to
-the host's swings of speed, which on these machines move a p99 by ±20 % within minutes. Reports
-p50/p95/p99 latency (ms) and throughput (requests/s) of successful requests, the
-error count, and the CPU time per request of the server process and of the client
-process (where a closed loop on 2 cores spends its time). Histories are random
+of one Python process also queue for its GIL, which adds to their measured latency).
+Interleaving the servers this way makes their ratios robust to the host's swings of
+speed, which on these machines move a p99 by ±20 % within minutes. Reports p50/p95/p99
+latency (ms) and throughput (requests/s) of successful requests, the error count, and the
+CPU time per request of the server process (and of its TensorFlow op threads) and of the
+client process(es) (where a closed loop on 2 cores spends its time). Histories are random
 vocabulary ids of fixed length (so requests are batchable). ``--batch-timeouts`` measures
 batching with each ``--batch_timeout_micros`` given (one server each; 0 = no waiting, what
 queued while the previous batch ran is merged); ``--batching-variants`` measures batching
@@ -144,15 +145,22 @@ def _dirty(repo) -> bool:
     return bool(out.stdout.strip())
 
 
+def _stat(path):
+    """(name, user + system CPU seconds) from a Linux ``/proc/.../stat`` file."""
+    with open(path) as f:
+        stat = f.read()
+    fields = stat.rsplit(")", 1)[1].split()
+    return (stat[stat.index("(") + 1:stat.rindex(")")],
+            (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+
+
 def process_cpu_seconds(pid) -> float:
     """User + system CPU seconds of process ``pid`` (Linux ``/proc``; NaN elsewhere or
     without a pid)."""
     if not pid:
         return float("nan")
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _stat(f"/proc/{pid}/stat")[1]
     except (OSError, IndexError, ValueError):
         return float("nan")
 
@@ -163,21 +171,19 @@ def tf_thread_cpu_seconds(pid) -> float:
     is Python and gRPC. NaN where ``/proc`` is unavailable."""
     if not pid:
         return float("nan")
-    total = 0
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return float("nan")
+    total = 0.0
     for t in tasks:
         try:
-            with open(f"/proc/{pid}/task/{t}/stat") as f:
-                stat = f.read()
+            name, seconds = _stat(f"/proc/{pid}/task/{t}/stat")
         except OSError:  # the thread ended
             continue
-        name, fields = stat[stat.index("(") + 1:stat.rindex(")")], stat.rsplit(")", 1)[1].split()
         if name.startswith("tf_"):
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+            total += seconds
+    return total
 
 
 def _drive(address, histories, threads, duration, k, signature, batch, seed0=0, start_at=None):
