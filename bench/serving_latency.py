@@ -317,7 +317,9 @@ def main(argv=None) -> int:
                    help="--batch_timeout_micros values to measure with batching on")
     p.add_argument("--batching-variants", nargs="+", metavar="FLAGS",
                    help="strings of server flags to measure with batching on, one server each "
-                        "(instead of --batch-timeouts)")
+                        "(instead of --batch-timeouts); a variant of one flag alone is read as an "
+                        "option of this bench unless written with a leading space, e.g. "
+                        "\" --adaptive_batching\", or as --batching-variants=--adaptive_batching")
     p.add_argument("--baseline-server", metavar="CHECKOUT",
                    help="another checkout of this repo whose serving.server is measured too")
     p.add_argument("--client-processes", type=int, nargs="+", default=[1], metavar="P",
@@ -355,7 +357,7 @@ def main(argv=None) -> int:
     results = []
     logdir = pathlib.Path(tempfile.mkdtemp(prefix="rearec-bench-logs-"))
     # batching variants: (label, extra server flags)
-    variants = ([(f"`{v}`", shlex.split(v)) for v in args.batching_variants]
+    variants = ([(f"`{v.strip()}`", shlex.split(v)) for v in args.batching_variants]
                 if args.batching_variants else
                 [(f"{t} µs", ["--batch_timeout_micros", str(t)]) for t in args.batch_timeouts])
     configs = [(b, m, t, sv) for b in bases for m in args.modes
