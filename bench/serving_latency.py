@@ -8,7 +8,8 @@
         [--concurrency 1 8 32] [--duration 10] [--k 10] [--history-len 20]
         [--signature recommend] [--batch 1] [--server-args "--num_batch_threads 1"]
         [--batch-timeouts 2000 0] [--batching-variants "--max_batch_rows 8 ..." ...]
-        [--baseline-server /tmp/rearec-prev] [--client-processes 1 8] [--no-append]
+        [--baseline-server /tmp/rearec-prev] [--client-processes 1 8]
+        [--server-cpus all 0] [--no-append]
 
 With ``--run-dir`` the run is exported twice by default, without and with ``--xla``, and
 both are measured in the same run (the table gives p99 ratios against the default
@@ -34,7 +35,9 @@ log line each server writes at shutdown gives its batch sizes and queue waits (l
 under the command). ``--baseline-server CHECKOUT`` also runs
 the ``serving.server`` of another checkout of this repo (e.g. ``git worktree add
 /tmp/rearec-prev HEAD~1``) on the same exports and levels, interleaved with this
-checkout's, so a server change is measured as a ratio in one run.
+checkout's, so a server change is measured as a ratio in one run. ``--server-cpus all 0``
+runs each server twice, free to use every CPU and pinned to CPU 0 (``taskset -c 0``), and
+gives the pinned rows' p99 as a ratio to the free ones (the clients stay free).
 """
 from __future__ import annotations
 
@@ -93,7 +96,25 @@ def machine() -> str:
     return f"{cpu}, nproc={os.cpu_count()} (sched_getaffinity={len(os.sched_getaffinity(0))})"
 
 
-def start_server(base, batching: bool, log_path, extra=(), repo=REPO):
+def parse_cpus(layout: str):
+    """``"all"`` -> None (no pinning); ``"0"``, ``"0,1"``, ``"0-3"`` -> a set of CPU ids, each
+    one this process may run on."""
+    if layout == "all":
+        return None
+    cpus = set()
+    try:
+        for part in layout.split(","):
+            lo, _, hi = part.partition("-")
+            cpus.update(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise ValueError(f"--server-cpus {layout!r}: give 'all' or CPU ids such as 0, 0,1 or 0-3")
+    allowed = os.sched_getaffinity(0)
+    if not cpus or not cpus <= allowed:
+        raise ValueError(f"--server-cpus {layout!r}: this machine offers CPUs {sorted(allowed)}")
+    return cpus
+
+
+def start_server(base, batching: bool, log_path, extra=(), repo=REPO, cpus=None):
     port = free_port()
     env = dict(os.environ)
     env.pop("TF_USE_LEGACY_KERAS", None)
@@ -101,7 +122,9 @@ def start_server(base, batching: bool, log_path, extra=(), repo=REPO):
     cmd = [sys.executable, "-m", "serving.server", "--model_base_path", str(base), "--port", str(port),
            "--host", "127.0.0.1", "--log_level", "INFO"] + (["--enable_batching"] if batching else []) + list(extra)
     log = open(log_path, "w")
-    proc = subprocess.Popen(cmd, cwd=str(repo), env=env, stdout=log, stderr=subprocess.STDOUT)
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None  # as `taskset -c` does
+    proc = subprocess.Popen(cmd, cwd=str(repo), env=env, stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=pin)
     address = f"127.0.0.1:{port}"
     deadline = time.time() + 120
     with RecommenderClient(address, timeout=5, retries=0) as c:
@@ -326,8 +349,15 @@ def main(argv=None) -> int:
                    help="client layouts to measure: 1 = all clients are threads of this process "
                         "(they share its GIL); P > 1 = the clients spread over P processes "
                         "(independent clients, as separate front-ends would be)")
+    p.add_argument("--server-cpus", nargs="+", default=["all"], metavar="CPUS",
+                   help="CPU layouts of the server, one server each: 'all' (free to use every "
+                        "CPU) or CPU ids such as 0, 0,1, 0-3 (pinned, as `taskset -c` pins)")
     p.add_argument("--no-append", action="store_true", help="print only")
     args = p.parse_args(argv)
+    try:
+        layouts_cpu = [(c, parse_cpus(c)) for c in args.server_cpus]
+    except ValueError as e:
+        p.error(str(e))
     servers = [("this", REPO)]
     if args.baseline_server:
         other = pathlib.Path(args.baseline_server).resolve()
@@ -360,8 +390,9 @@ def main(argv=None) -> int:
     variants = ([(f"`{v.strip()}`", shlex.split(v)) for v in args.batching_variants]
                 if args.batching_variants else
                 [(f"{t} µs", ["--batch_timeout_micros", str(t)]) for t in args.batch_timeouts])
-    configs = [(b, m, t, sv) for b in bases for m in args.modes
-               for t in ([None] if m == "off" else variants) for sv in servers]
+    configs = [(b, m, t, sv, cpu) for b in bases for m in args.modes
+               for t in ([None] if m == "off" else variants) for sv in servers
+               for cpu in layouts_cpu]
     kinds = {b: "xla" if _export_info(latest_version(b)).get("xla") else "default" for b in bases}
     # the export's label: its kind, plus its folder when several exports share that kind
     labels = {b: f"{k} ({b.name})" if list(kinds.values()).count(k) > 1 else k
@@ -370,13 +401,14 @@ def main(argv=None) -> int:
     # is measured in turn, so the host's changes of speed (large here) fall on all alike.
     running, pool = [], None
     try:
-        for i, (base, on_off, variant, (server, repo)) in enumerate(configs):
+        for i, (base, on_off, variant, (server, repo), (cpu_label, cpus)) in enumerate(configs):
             extra = shlex.split(args.server_args) + (variant[1] if variant else [])
             proc, address, log = start_server(
                 base, on_off == "on", logdir / f"server-{i}-{labels[base]}-{on_off}-{server}.log",
-                extra, repo)
+                extra, repo, cpus)
             mode = on_off if variant is None else f"on ({variant[0]})"
-            running.append((dict(export=labels[base], batching=mode, server=server), proc, address, log))
+            running.append((dict(export=labels[base], batching=mode, server=server, cpus=cpu_label),
+                            proc, address, log))
         layouts = sorted(set(max(1, n) for n in args.client_processes))
         pool = _client_pool(max(layouts)) if max(layouts) > 1 else None
         clients = [(label, proc, address, n) for label, proc, address, _ in running for n in layouts]
@@ -398,7 +430,8 @@ def main(argv=None) -> int:
                 r["clients"] = (f"{len(shares)} proc × {'/'.join(map(str, sorted(set(shares))))} thr"
                                 if len(shares) > 1 else f"1 proc × {c} thr")
                 results.append(r)
-                print(f"server={r['server']} export={r['export']} batching={r['batching']} "
+                print(f"server={r['server']} cpus={r['cpus']} export={r['export']} "
+                      f"batching={r['batching']} "
                       f"clients={r['clients']} "
                       f"concurrency={c:3d}  p50={r['p50_ms']:.2f}ms "
                       f"p95={r['p95_ms']:.2f}ms p99={r['p99_ms']:.2f}ms  {r['rps']:.1f} req/s  "
@@ -414,7 +447,8 @@ def main(argv=None) -> int:
                 print(f"warning: server exited {code} (log {logdir})", file=sys.stderr)
             summary = batching_summary(log.name)
             if summary:
-                batching_lines.append(f"  - {label['server']}, {label['export']}, batching "
+                batching_lines.append(f"  - {label['server']}, CPUs {label['cpus']}, "
+                                      f"{label['export']}, batching "
                                       f"{label['batching']}: {summary}")
 
     cmd = command(__file__, argv)
@@ -438,8 +472,11 @@ def main(argv=None) -> int:
            f"({git_commit(REPO)}{', uncommitted changes' if _dirty(REPO) else ''}), `baseline` = "
            f"`{args.baseline_server}`'s; p99 ratio = median over the repeats of this row's p99 / the "
            "baseline server's p99 at the same export, batching and concurrency; " if args.baseline_server else
-           "p99 ratio = median over the repeats of this row's p99 / the first export's p99 at the same "
-           "batching and concurrency; ")
+           (f"server CPUs = the CPUs the server is pinned to (`all`: not pinned); p99 ratio = median "
+            f"over the repeats of this row's p99 / the p99 of the server with CPUs `{layouts_cpu[0][0]}` "
+            "at the same export, batching and concurrency; " if len(layouts_cpu) > 1 else
+            "p99 ratio = median over the repeats of this row's p99 / the first export's p99 at the same "
+            "batching and concurrency; "))
         + "all servers run at once and each repeat measures them in turn; "
         +
         "CPU ms/req = CPU time of the server process / of the client process (all threads) during "
@@ -451,19 +488,26 @@ def main(argv=None) -> int:
         lines += ["- batcher, whole life of each server (all levels and repeats, plus the clients' "
                   "warm-up calls):"] + batching_lines
     lines += [
-        "", "| server | export | batching | clients | concurrency | requests | errors | p50 ms | p95 ms | p99 ms "
-        "| p99 range ms | req/s | p99 ratio | server CPU ms/req | of which TF | client CPU ms/req |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "", "| server | server CPUs | export | batching | clients | concurrency | requests | errors | p50 ms "
+        "| p95 ms | p99 ms | p99 range ms | req/s | p99 ratio | server CPU ms/req | of which TF "
+        "| client CPU ms/req |",
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    # p99 ratios against the baseline server (same export) or else the first export
-    first = results[0]["export"] if results else None
+    # p99 ratios against the baseline server, else the first CPU layout, else the first export,
+    # the other columns equal
+    if args.baseline_server:
+        dim, ref_value = "server", servers[1][0]
+    elif len(layouts_cpu) > 1:
+        dim, ref_value = "cpus", layouts_cpu[0][0]
+    else:
+        dim, ref_value = "export", results[0]["export"] if results else None
+    keys = [k for k in ("server", "cpus", "export", "batching", "clients", "concurrency") if k != dim]
 
     def ref_key(r):
-        return (r["export"] if args.baseline_server else first, r["batching"], r["clients"],
-                r["concurrency"])
+        return tuple(r[k] for k in keys)
 
     def is_ref(r):
-        return r["server"] != "this" if args.baseline_server else r["export"] == first
+        return r[dim] == ref_value
 
     ref = {ref_key(r): r["p99_runs"] for r in results if is_ref(r)}
     for r in results:
@@ -471,7 +515,7 @@ def main(argv=None) -> int:
         # the median of the per-repeat ratios: repeat i of both rows ran back to back
         ratio = (f"{np.median(np.array(r['p99_runs']) / np.array(base_runs)):.2f}"
                  if base_runs else "—")
-        lines.append(f"| {r['server']} | {r['export']} | {r['batching']} | {r['clients']} | "
+        lines.append(f"| {r['server']} | {r['cpus']} | {r['export']} | {r['batching']} | {r['clients']} | "
                      f"{r['concurrency']} | {r['requests']} | "
                      f"{r['errors']} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f} | "
                      f"{r['p99_range'][0]:.1f}–{r['p99_range'][1]:.1f} | {r['rps']:.1f} | {ratio} | "
