@@ -451,6 +451,17 @@ def main(argv=None) -> int:
                                       f"{label['export']}, batching "
                                       f"{label['batching']}: {summary}")
 
+    # p99 ratios against the baseline server, else the first CPU layout, else the first export,
+    # the other columns equal
+    if args.baseline_server:
+        dim, ref_value = "server", servers[1][0]
+        ref_name = "the baseline server"
+    elif len(layouts_cpu) > 1:
+        dim, ref_value = "cpus", layouts_cpu[0][0]
+        ref_name = f"the server with CPUs `{ref_value}`"
+    else:
+        dim, ref_value = "export", results[0]["export"] if results else None
+        ref_name = "the first export"
     cmd = command(__file__, argv)
     lines = [
         "", f"## Serving latency (gRPC, `serving.server`) — {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}",
@@ -470,13 +481,10 @@ def main(argv=None) -> int:
         f"- server flags: `{args.server_args or '(defaults)'}`; export `xla` = `rearec_tf.export --xla`; "
         + ("server: `this` = this checkout's serving.server "
            f"({git_commit(REPO)}{', uncommitted changes' if _dirty(REPO) else ''}), `baseline` = "
-           f"`{args.baseline_server}`'s; p99 ratio = median over the repeats of this row's p99 / the "
-           "baseline server's p99 at the same export, batching and concurrency; " if args.baseline_server else
-           (f"server CPUs = the CPUs the server is pinned to (`all`: not pinned); p99 ratio = median "
-            f"over the repeats of this row's p99 / the p99 of the server with CPUs `{layouts_cpu[0][0]}` "
-            "at the same export, batching and concurrency; " if len(layouts_cpu) > 1 else
-            "p99 ratio = median over the repeats of this row's p99 / the first export's p99 at the same "
-            "batching and concurrency; "))
+           f"`{args.baseline_server}`'s; " if args.baseline_server else "")
+        + "server CPUs = the CPUs the server is pinned to (`all`: not pinned); "
+        + f"p99 ratio = median over the repeats of this row's p99 / the p99 of {ref_name} at the "
+          "same values of the other columns; "
         + "all servers run at once and each repeat measures them in turn; "
         +
         "CPU ms/req = CPU time of the server process / of the client process (all threads) during "
@@ -493,14 +501,6 @@ def main(argv=None) -> int:
         "| client CPU ms/req |",
         "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    # p99 ratios against the baseline server, else the first CPU layout, else the first export,
-    # the other columns equal
-    if args.baseline_server:
-        dim, ref_value = "server", servers[1][0]
-    elif len(layouts_cpu) > 1:
-        dim, ref_value = "cpus", layouts_cpu[0][0]
-    else:
-        dim, ref_value = "export", results[0]["export"] if results else None
     keys = [k for k in ("server", "cpus", "export", "batching", "clients", "concurrency") if k != dim]
 
     def ref_key(r):
