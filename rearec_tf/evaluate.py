@@ -7,16 +7,23 @@
     python -m rearec_tf.evaluate --run-dir RUN --steps 3            # K' = 3 at inference
     python -m rearec_tf.evaluate --run-dir RUN --per-step           # r0..rK', aggregate, oracle
     python -m rearec_tf.evaluate --run-dir RUN --steps-sweep 0..5   # quality vs K'
+    python -m rearec_tf.evaluate --run-dir RUN --choose-steps 0..5  # K' chosen on validation
 
 Prints a compact table and writes JSON (``--output``, default
-``RUN/eval-<split>-<checkpoint>[-k<K'>][-per-step][-sweep].json``)::
+``RUN/eval-<split>-<checkpoint>[-k<K'>][-choose][-per-step][-sweep].json``)::
 
     {"run_dir", "checkpoint", "epoch", "split", "steps", "count",
      "metrics":   {mode: {"ndcg@20": ..., ...}},                 # the method's prediction
      "per_step":  {mode: {"step0": {...}, ..., "oracle": {...}, "aggregate": {...}}},
-     "steps_sweep": {"0": {mode: {...}}, "1": ...}}
+     "steps_sweep": {"0": {mode: {...}}, "1": ...},
+     "choose_steps": {"split": "valid", "metric", "mode", "values": {"0": ..., ...},
+                      "chosen": K'}}
 
-``metrics`` of the default call equals ``metrics.json["test"]`` of the run.
+``metrics`` of the default call equals ``metrics.json["test"]`` of the run. With
+``--choose-steps`` the inference steps K' are a validation-tuned hyper-parameter: each K' in
+the range is scored on the validation split with the run's own selection metric and masking
+mode (``select_metric``, ``select_masked``; ties go to the smaller K'), and ``metrics``,
+``per_step`` and ``steps`` are those of the chosen K'.
 """
 from __future__ import annotations
 
@@ -40,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("test", "valid"), default="test")
     p.add_argument("--steps", type=int, default=None, metavar="K'",
                    help="reasoning steps at inference (default: the trained K)")
+    p.add_argument("--choose-steps", default=None, metavar="A..B",
+                   help="choose K' in A..B (or a list 0,1,3) on the validation split with the "
+                        "run's selection metric, then evaluate --split at it")
     p.add_argument("--per-step", action="store_true",
                    help="metrics of every step r0..rK', the method's aggregate and the oracle")
     p.add_argument("--steps-sweep", default=None, metavar="A..B",
@@ -54,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_steps(spec: str) -> List[int]:
+def parse_steps(spec: str, flag: str = "--steps-sweep") -> List[int]:
     """``"0..5"`` -> [0..5]; ``"0,2,4"`` -> [0, 2, 4]; ``"3"`` -> [3]."""
     spec = spec.strip()
     try:
@@ -66,7 +76,7 @@ def parse_steps(spec: str) -> List[int]:
             return list(range(lo, hi + 1))
         return [int(s) for s in spec.split(",") if s.strip()]
     except ValueError:
-        raise ValueError(f"--steps-sweep {spec!r}: use A..B (e.g. 0..5) or a list (0,1,3)") \
+        raise ValueError(f"{flag} {spec!r}: use A..B (e.g. 0..5) or a list (0,1,3)") \
             from None
 
 
@@ -99,6 +109,8 @@ def default_output(args) -> str:
     name = f"eval-{args.split}-{args.checkpoint}"
     if args.steps is not None:
         name += f"-k{args.steps}"
+    if args.choose_steps:
+        name += "-choose"
     if args.per_step:
         name += "-per-step"
     if args.steps_sweep:
@@ -122,7 +134,8 @@ def evaluate_run(run_dir: str, checkpoint: str = "best", split: str = "test",
                  steps_sweep: Optional[Sequence[int]] = None,
                  modes: Sequence[str] = ("unmasked", "masked"),
                  batch_size: Optional[int] = None, data_dir: Optional[str] = None,
-                 progress: bool = False) -> Dict[str, Any]:
+                 progress: bool = False,
+                 choose_steps: Optional[Sequence[int]] = None) -> Dict[str, Any]:
     """The Python API behind the command line; returns the JSON document."""
     from rearec_tf import run_dir as rd
     from rearec_tf.data import prepare
@@ -130,10 +143,13 @@ def evaluate_run(run_dir: str, checkpoint: str = "best", split: str = "test",
     from rearec_tf.data.pipeline import default_buckets, eval_dataset
     from rearec_tf.training.evaluation import evaluate_model, metric_ks
 
+    if steps is not None and choose_steps:
+        raise ValueError("--steps and --choose-steps both set K'; pass one of them")
     epoch = _resolve_epoch(run_dir, checkpoint)
     config, vocab, model = rd.load_run(run_dir, str(epoch))
     max_k = config.max_reason_steps
-    for k in ([steps] if steps is not None else []) + list(steps_sweep or []):
+    for k in ([steps] if steps is not None else []) + list(steps_sweep or []) + \
+            list(choose_steps or []):
         if not 0 <= k <= max_k:
             raise ValueError(f"steps {k} out of range: the model has reasoning positions for "
                              f"0..{max_k} steps (max_reason_steps)")
@@ -147,10 +163,24 @@ def evaluate_run(run_dir: str, checkpoint: str = "best", split: str = "test",
                       buckets=buckets)
     ks = metric_ks(config.select_metric)
     n = vocab.size
+    chosen = None
+    if choose_steps:
+        valid_ds = ds if split == "valid" else eval_dataset(
+            data.valid, config.max_len, batch_size or config.eval_batch_size, buckets=buckets)
+        metric = config.select_metric.strip().lower()
+        mode = "masked" if config.select_masked else "unmasked"
+        values = {k: evaluate_model(model, valid_ds, modes=(mode,), ks=ks, steps=k,
+                                    num_items=n, progress=progress)[mode][metric]
+                  for k in choose_steps}
+        steps = max(values, key=lambda k: (values[k], -k))
+        chosen = {"split": "valid", "metric": metric, "mode": mode,
+                  "values": {str(k): v for k, v in values.items()}, "chosen": steps}
     used_steps = config.train_steps if steps is None else steps
     out: Dict[str, Any] = {"run_dir": run_dir, "checkpoint": checkpoint, "epoch": epoch,
                            "split": split, "method": config.method, "steps": used_steps,
                            "trained_steps": config.train_steps, "count": len(evalset)}
+    if chosen is not None:
+        out["choose_steps"] = chosen
     out["metrics"] = evaluate_model(model, ds, modes=modes, ks=ks, steps=steps,
                                     num_items=n, progress=progress)
     if per_step:
@@ -168,6 +198,10 @@ def print_report(doc: Dict[str, Any], modes: Sequence[str]) -> None:
     print(f"{doc['run_dir']}: {doc['method']}, checkpoint {doc['checkpoint']} "
           f"(epoch {doc['epoch']}), {doc['split']} split, {doc['count']} instances, "
           f"K'={doc['steps']} (trained K={doc['trained_steps']})")
+    if "choose_steps" in doc:
+        c = doc["choose_steps"]
+        scores = ", ".join(f"K'={k}: {v:.4f}" for k, v in c["values"].items())
+        print(f"K' chosen on validation ({c['mode']} {c['metric']}): {c['chosen']} ({scores})")
     rows = [("prediction", m, doc["metrics"][m]) for m in modes]
     print(format_table(rows))
     if "per_step" in doc:
@@ -198,9 +232,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         if bad or not modes:
             raise ValueError(f"--modes {args.modes!r}: use unmasked, masked or both")
         sweep = parse_steps(args.steps_sweep) if args.steps_sweep else None
+        choose = parse_steps(args.choose_steps, "--choose-steps") if args.choose_steps else None
         doc = evaluate_run(args.run_dir, args.checkpoint, args.split, args.steps,
                            args.per_step, sweep, modes, args.batch_size, args.data_dir,
-                           args.progress)
+                           args.progress, choose)
     except (FileNotFoundError, ValueError, DataError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return EXIT_USAGE
