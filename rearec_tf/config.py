@@ -214,6 +214,16 @@ class Config:
         return 1.0 if self.method == "base" else 0.5
 
     @property
+    def select_mode(self) -> str:
+        """The masking mode model selection reads: ``'masked'`` or ``'unmasked'``."""
+        return "masked" if self.select_masked else "unmasked"
+
+    @property
+    def select_key(self) -> str:
+        """The selection metric as a result key (``'ndcg@20'``)."""
+        return self.select_metric.strip().lower()
+
+    @property
     def train_steps(self) -> int:
         """Reasoning steps used by the method (0 for base)."""
         return 0 if self.method == "base" else self.reason_steps

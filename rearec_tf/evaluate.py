@@ -167,8 +167,7 @@ def evaluate_run(run_dir: str, checkpoint: str = "best", split: str = "test",
     if choose_steps:
         valid_ds = ds if split == "valid" else eval_dataset(
             data.valid, config.max_len, batch_size or config.eval_batch_size, buckets=buckets)
-        metric = config.select_metric.strip().lower()
-        mode = "masked" if config.select_masked else "unmasked"
+        metric, mode = config.select_key, config.select_mode
         values = {k: evaluate_model(model, valid_ds, modes=(mode,), ks=ks, steps=k,
                                     num_items=n, progress=progress)[mode][metric]
                   for k in choose_steps}

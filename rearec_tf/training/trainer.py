@@ -181,8 +181,8 @@ class Trainer:
         self.test_ds = eval_dataset(self.split.test, cfg.max_len, cfg.eval_batch_size,
                                     buckets=self.buckets)
         self.ks = metric_ks(cfg.select_metric, DEFAULT_KS)
-        self.select_mode = "masked" if cfg.select_masked else "unmasked"
-        self.select_key = f"val_{cfg.select_metric.strip().lower()}"
+        self.select_mode = cfg.select_mode
+        self.select_key = f"val_{cfg.select_key}"
 
     def _train_dataset(self, epoch: int):
         from rearec_tf.data.pipeline import train_dataset
